@@ -1,0 +1,3 @@
+//! The Lifeboat agent.
+pub mod reconnect;
+pub mod spool;

@@ -1,0 +1,2 @@
+//! The Lifeboat coordinator.
+pub mod store;

@@ -1,0 +1,2 @@
+//! Test harness for Lifeboat's end-to-end tests.
+pub mod postgres;
