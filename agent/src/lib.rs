@@ -1,3 +1,28 @@
-//! The Lifeboat agent.
+//! The Lifeboat agent: runs inside a customer environment, connects out to the coordinator over
+//! mutual TLS, and (from the restore engine on) restores real backups into sandboxes.
+//!
+//! # Layout
+//!
+//! - [`config`]: `agent.toml` (DESIGN.md §6), `${VAR}` expansion, located errors.
+//! - [`identity`]: key, certificate and CA on disk (or in memory for simulated agents).
+//! - [`enroll`]: `lifeboat-agent enroll` (CSR + join token, CA pin).
+//! - [`connect`]: gRPC channels over our rustls configurations.
+//! - [`session`]: the session loop: Hello, heartbeats, results from the spool, reconnects.
+//! - [`reconnect`]: exponential backoff with full jitter.
+//! - [`renewal`]: certificate renewal at 2/3 of its life.
+//! - [`spool`]: the durable outbox of results.
+//! - [`capabilities`]: what this machine can restore.
+//! - [`daemon`]: `lifeboat-agent run`.
+//! - [`cli`]: the command line.
+
+pub mod capabilities;
+pub mod cli;
+pub mod config;
+pub mod connect;
+pub mod daemon;
+pub mod enroll;
+pub mod identity;
 pub mod reconnect;
+pub mod renewal;
+pub mod session;
 pub mod spool;

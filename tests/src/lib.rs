@@ -1,2 +1,44 @@
-//! Test harness for Lifeboat's end-to-end tests.
+//! Test harness for Lifeboat's end-to-end tests: real coordinators (in-process on 127.0.0.1:0 or
+//! as child processes), real agents (in-process simulated sessions or the `lifeboat-agent`
+//! binary), real TLS, real PostgreSQL clusters.
+//!
+//! # Layout
+//!
+//! - [`cluster`]: an in-process coordinator with helpers to enroll and run simulated agents.
+//! - [`processes`]: the built binaries as child processes (killed on drop), config files.
+//! - [`postgres`]: throw-away PostgreSQL clusters.
+//! - [`raw`]: a byte-level gRPC codec for sending malformed messages.
+
+pub mod cluster;
 pub mod postgres;
+pub mod processes;
+pub mod raw;
+
+/// Polls `condition` every 50 ms until it holds or `timeout` passes; returns whether it held.
+pub async fn eventually<F, Fut>(timeout: std::time::Duration, mut condition: F) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if condition().await {
+            return true;
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
+/// Installs a test log subscriber once (respects `RUST_LOG`; quiet by default).
+pub fn init_logs() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
+        )
+        .with_test_writer()
+        .try_init();
+}

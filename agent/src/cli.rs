@@ -1,0 +1,108 @@
+//! The `lifeboat-agent` command line (DESIGN.md §7).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::{Parser, Subcommand, ValueEnum};
+use lifeboat_shared::ids::Environment;
+use lifeboat_shared::telemetry::{self, TelemetryConfig};
+use lifeboat_shared::tls::CaPin;
+
+use crate::config::AgentConfig;
+use crate::enroll::{self, EnrollRequest};
+
+/// Lifeboat agent: restores backups into sandboxes and reports whether they recover.
+#[derive(Debug, Parser)]
+#[command(name = "lifeboat-agent", version)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Output format of commands that print data.
+#[derive(Debug, Clone, Copy, Default, ValueEnum)]
+pub enum Output {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Joins a coordinator with a join token; the key is generated here and never leaves.
+    Enroll {
+        /// Coordinator URL, e.g. https://lifeboat.example.com:7443.
+        #[arg(long)]
+        coordinator: String,
+        /// Join token from `lifeboat-coordinator token create`.
+        #[arg(long, env = "LIFEBOAT_JOIN_TOKEN", hide_env_values = true)]
+        token: String,
+        /// The coordinator CA pin printed with the token (sha256:...).
+        #[arg(long, value_parser = parse_pin)]
+        ca_pin: CaPin,
+        /// Where key.pem (0600), cert.pem and ca.pem are written.
+        #[arg(long, default_value = "/var/lib/lifeboat-agent/identity")]
+        identity_dir: PathBuf,
+        /// Name shown in `agents list` (default: hostname).
+        #[arg(long)]
+        name: Option<String>,
+        /// Refuse the token unless it is for this environment.
+        #[arg(long)]
+        environment: Option<Environment>,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Runs the agent daemon.
+    Run {
+        /// Path to agent.toml.
+        #[arg(long, env = "LIFEBOAT_AGENT_CONFIG", default_value = "/etc/lifeboat/agent.toml")]
+        config: PathBuf,
+    },
+}
+
+fn parse_pin(text: &str) -> Result<CaPin, String> {
+    CaPin::parse(text).map_err(|err| err.to_string())
+}
+
+/// Runs a parsed command line; the exit code follows DESIGN.md §7.
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Enroll {
+            coordinator,
+            token,
+            ca_pin,
+            identity_dir,
+            name,
+            environment,
+            output,
+        } => {
+            let _telemetry = telemetry::init("lifeboat-agent", &TelemetryConfig::default())?;
+            let request = EnrollRequest {
+                coordinator,
+                token,
+                ca_pin,
+                name: name.unwrap_or_else(crate::capabilities::hostname),
+                environment,
+            };
+            let enrolled = enroll::enroll_to_dir(&request, &identity_dir).await?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&enrolled)?),
+                Output::Text => println!(
+                    "enrolled as agent {} in environment {}; certificate valid until {}; identity in {}",
+                    enrolled.agent_id,
+                    enrolled.environment,
+                    enrolled.not_after.to_rfc3339(),
+                    identity_dir.display()
+                ),
+            }
+        }
+        Command::Run { config } => {
+            let config = AgentConfig::load(&config)?;
+            let _telemetry = telemetry::init("lifeboat-agent", &config.telemetry)?;
+            let shutdown = lifeboat_shared::shutdown::on_signals().context("install signal handlers")?;
+            crate::daemon::run(config, shutdown).await?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,522 @@
+//! The agent configuration file (`agent.toml`, DESIGN.md §6): the contract users write.
+//!
+//! Parsed with `deny_unknown_fields`; `${VAR}` in string values is read from the agent's
+//! environment while parsing, so a missing variable is reported at its line like any other
+//! error. References between sections (a backup's or test's `asset`) are checked after parsing,
+//! with the span of the offending value.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use lifeboat_shared::config_file::{self, ConfigError};
+use lifeboat_shared::durations::HumanDuration;
+use lifeboat_shared::protocol::{AssetDecl, BackupDecl, Inventory, Location, TestDecl};
+use lifeboat_shared::telemetry::TelemetryConfig;
+use serde::{Deserialize, Deserializer};
+use toml::Spanned;
+
+/// A string value with `${VAR}` references expanded from the environment.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EnvString {
+    /// The expanded value.
+    pub value: String,
+    /// The value as written (with `${VAR}` placeholders); safe to show and log.
+    pub template: String,
+}
+
+impl fmt::Debug for EnvString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The expanded value may be a secret: show the template only.
+        write!(f, "{:?}", self.template)
+    }
+}
+
+impl<'de> Deserialize<'de> for EnvString {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let template = String::deserialize(deserializer)?;
+        let value = expand(&template, |name| std::env::var(name).ok()).map_err(serde::de::Error::custom)?;
+        Ok(Self { value, template })
+    }
+}
+
+/// Expands `${NAME}` using `lookup`; `$$` is a literal `$`.
+pub fn expand(template: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(template.len());
+    let mut rest = template;
+    while let Some(position) = rest.find('$') {
+        out.push_str(&rest[..position]);
+        let after = &rest[position + 1..];
+        if let Some(stripped) = after.strip_prefix('$') {
+            out.push('$');
+            rest = stripped;
+        } else if let Some(body) = after.strip_prefix('{') {
+            let end = body.find('}').ok_or_else(|| format!("unclosed ${{ in {template:?}"))?;
+            let name = &body[..end];
+            if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+                return Err(format!("invalid variable name {name:?}"));
+            }
+            let value = lookup(name).ok_or_else(|| format!("environment variable {name} is not set"))?;
+            out.push_str(&value);
+            rest = &body[end + 1..];
+        } else {
+            out.push('$');
+            rest = after;
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// The whole agent configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentConfig {
+    pub agent: AgentSection,
+    #[serde(default)]
+    pub asset: Vec<AssetConfig>,
+    #[serde(default)]
+    pub backup: Vec<BackupConfig>,
+    #[serde(default)]
+    pub test: Vec<TestConfig>,
+    #[serde(default)]
+    pub credential: Vec<CredentialConfig>,
+    #[serde(default)]
+    pub scan: ScanConfig,
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+}
+
+/// `[agent]`: how to reach the coordinator and where the agent keeps its state.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentSection {
+    /// `https://host:port` of the coordinator.
+    pub coordinator: String,
+    /// key.pem (0600), cert.pem, ca.pem.
+    pub identity_dir: PathBuf,
+    /// Sandboxes and the result spool live here.
+    pub work_dir: PathBuf,
+    /// Shown in `agents list`; defaults to the hostname.
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+/// What kind of thing an asset is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AssetKind {
+    Postgres,
+    Sqlite,
+    Files,
+}
+
+impl AssetKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Postgres => "postgres",
+            Self::Sqlite => "sqlite",
+            Self::Files => "files",
+        }
+    }
+}
+
+/// `[[asset]]`: something whose data must survive.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssetConfig {
+    pub name: Spanned<String>,
+    pub kind: AssetKind,
+    /// Connection URL (PostgreSQL) — opened read-only.
+    #[serde(default)]
+    pub url: Option<EnvString>,
+    /// Path (SQLite file, files directory).
+    #[serde(default)]
+    pub path: Option<EnvString>,
+    #[serde(default)]
+    pub location: Location,
+    #[serde(default = "default_rpo")]
+    pub rpo: HumanDuration,
+    #[serde(default = "default_rto")]
+    pub rto: HumanDuration,
+    /// How often a restore test must pass (default 24 h).
+    #[serde(default = "default_test_interval")]
+    pub test_interval: HumanDuration,
+    /// `table.column` whose newest value gives the real data age of a restore.
+    #[serde(default)]
+    pub freshness: Option<String>,
+}
+
+/// Where an asset's backups live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BackupKind {
+    PgDumpDir,
+    PgBasebackupDir,
+    SqliteDir,
+    Restic,
+    FilesDir,
+}
+
+impl BackupKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PgDumpDir => "pg_dump_dir",
+            Self::PgBasebackupDir => "pg_basebackup_dir",
+            Self::SqliteDir => "sqlite_dir",
+            Self::Restic => "restic",
+            Self::FilesDir => "files_dir",
+        }
+    }
+}
+
+/// `[[backup]]`: a backup source of an asset.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BackupConfig {
+    pub name: Spanned<String>,
+    pub asset: Spanned<String>,
+    pub kind: BackupKind,
+    /// Directory (or restic repository path).
+    pub path: EnvString,
+    /// restic: environment variable holding the repository password.
+    #[serde(default)]
+    pub password_env: Option<String>,
+    /// restic: file holding the repository password.
+    #[serde(default)]
+    pub password_file: Option<EnvString>,
+    #[serde(default)]
+    pub location: Location,
+    /// Recovery points older than this may disappear without it being reported.
+    #[serde(default)]
+    pub retention: Option<HumanDuration>,
+}
+
+/// `[[test]]`: a restore test plan.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TestConfig {
+    pub asset: Spanned<String>,
+    /// 5-field cron, UTC.
+    pub schedule: Spanned<String>,
+    /// `latest` or `random_within:30d`.
+    #[serde(default = "default_pick")]
+    pub pick: String,
+    #[serde(default = "default_timeout")]
+    pub timeout: HumanDuration,
+    /// Keep a failed sandbox this long for inspection.
+    #[serde(default)]
+    pub keep_on_failure: Option<HumanDuration>,
+    #[serde(default)]
+    pub check: Vec<CheckConfig>,
+}
+
+/// `[[test.check]]`: one business check against the restored sandbox.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckConfig {
+    pub name: String,
+    #[serde(default)]
+    pub sql: Option<String>,
+    #[serde(default)]
+    pub row_counts: Option<RowCountsConfig>,
+    #[serde(default)]
+    pub schema: Option<bool>,
+    #[serde(default)]
+    pub transaction: Option<String>,
+    #[serde(default)]
+    pub command: Option<String>,
+    #[serde(default)]
+    pub service: Option<String>,
+    #[serde(default)]
+    pub http: Option<String>,
+    #[serde(default)]
+    pub expect_status: Option<u16>,
+    #[serde(default)]
+    pub expect_body: Option<String>,
+    #[serde(default)]
+    pub integrity: Option<bool>,
+    #[serde(default)]
+    pub min: Option<f64>,
+    #[serde(default)]
+    pub max: Option<f64>,
+}
+
+/// `row_counts = { tables = [...], tolerance = "5%" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RowCountsConfig {
+    pub tables: Vec<String>,
+    #[serde(default)]
+    pub tolerance: Option<String>,
+}
+
+/// `[[credential]]`: a declared credential.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CredentialConfig {
+    pub name: String,
+    pub kind: String,
+    #[serde(default)]
+    pub token_type: Option<String>,
+    #[serde(default)]
+    pub purpose: Option<String>,
+    #[serde(default)]
+    pub value: Option<EnvString>,
+}
+
+/// `[scan]`: credential discovery paths.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScanConfig {
+    #[serde(default)]
+    pub paths: Vec<PathBuf>,
+}
+
+fn default_rpo() -> HumanDuration {
+    HumanDuration::from_secs(24 * 3600)
+}
+fn default_rto() -> HumanDuration {
+    HumanDuration::from_secs(3600)
+}
+fn default_test_interval() -> HumanDuration {
+    HumanDuration::from_secs(24 * 3600)
+}
+fn default_pick() -> String {
+    "latest".to_owned()
+}
+fn default_timeout() -> HumanDuration {
+    HumanDuration::from_secs(3600)
+}
+
+impl AgentConfig {
+    /// Reads, parses and validates an agent config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let (config, text): (AgentConfig, String) = config_file::load(path)?;
+        config.validate(path, &text)?;
+        Ok(config)
+    }
+
+    /// Parses and validates config text.
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let config: AgentConfig = config_file::parse(path, text)?;
+        config.validate(path, text)?;
+        Ok(config)
+    }
+
+    fn validate(&self, path: &Path, text: &str) -> Result<(), ConfigError> {
+        let mut assets = HashSet::new();
+        for asset in &self.asset {
+            if !assets.insert(asset.name.get_ref().as_str()) {
+                return Err(ConfigError::at(
+                    path,
+                    text,
+                    Some(asset.name.span()),
+                    "asset.name",
+                    "declared twice",
+                ));
+            }
+        }
+        let unknown = |name: &Spanned<String>, field: &str| {
+            ConfigError::at(
+                path,
+                text,
+                Some(name.span()),
+                field,
+                format!("no [[asset]] is named {:?}", name.get_ref()),
+            )
+        };
+        let mut backups = HashSet::new();
+        for backup in &self.backup {
+            if !assets.contains(backup.asset.get_ref().as_str()) {
+                return Err(unknown(&backup.asset, "backup.asset"));
+            }
+            if !backups.insert(backup.name.get_ref().as_str()) {
+                return Err(ConfigError::at(
+                    path,
+                    text,
+                    Some(backup.name.span()),
+                    "backup.name",
+                    "declared twice",
+                ));
+            }
+        }
+        for test in &self.test {
+            if !assets.contains(test.asset.get_ref().as_str()) {
+                return Err(unknown(&test.asset, "test.asset"));
+            }
+            let fields = test.schedule.get_ref().split_whitespace().count();
+            if fields != 5 {
+                return Err(ConfigError::at(
+                    path,
+                    text,
+                    Some(test.schedule.span()),
+                    "test.schedule",
+                    format!("expected a 5-field cron expression (minute hour day month weekday), got {fields} fields"),
+                ));
+            }
+        }
+        if !self.agent.coordinator.starts_with("https://") {
+            return Err(ConfigError::at(
+                path,
+                text,
+                text.find("coordinator").map(|start| start..start + 11),
+                "agent.coordinator",
+                "expected https://host:port",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The inventory reported to the coordinator.
+    pub fn inventory(&self) -> Inventory {
+        Inventory {
+            assets: self
+                .asset
+                .iter()
+                .map(|asset| AssetDecl {
+                    name: asset.name.get_ref().clone(),
+                    kind: asset.kind.as_str().to_owned(),
+                    rpo_seconds: asset.rpo.as_secs(),
+                    rto_seconds: asset.rto.as_secs(),
+                    location: asset.location.clone(),
+                })
+                .collect(),
+            backups: self
+                .backup
+                .iter()
+                .map(|backup| BackupDecl {
+                    name: backup.name.get_ref().clone(),
+                    asset: backup.asset.get_ref().clone(),
+                    kind: backup.kind.as_str().to_owned(),
+                    location: backup.location.clone(),
+                })
+                .collect(),
+            tests: self
+                .test
+                .iter()
+                .map(|test| TestDecl {
+                    asset: test.asset.get_ref().clone(),
+                    schedule: test.schedule.get_ref().clone(),
+                    pick: test.pick.clone(),
+                    timeout_seconds: test.timeout.as_secs(),
+                    checks: test.check.iter().map(|check| check.name.clone()).collect(),
+                })
+                .collect(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const DESIGN_EXAMPLE: &str = r#"
+[agent]
+coordinator  = "https://lifeboat.example.com:7443"
+identity_dir = "/var/lib/lifeboat-agent/identity"
+work_dir     = "/var/lib/lifeboat-agent/work"
+
+[[asset]]
+name = "rentals-db"
+kind = "postgres"
+url  = "postgres://lifeboat@db/rentals"
+location = { provider = "railway", account = "pocketos", region = "us-west1", volume = "vol-7f3a" }
+rpo = "24h"
+rto = "30m"
+freshness = "bookings.created_at"
+
+[[backup]]
+name  = "rentals-nightly"
+asset = "rentals-db"
+kind  = "pg_dump_dir"
+path  = "/mnt/backups/rentals"
+location = { provider = "railway", account = "pocketos", volume = "vol-7f3a" }
+
+[[test]]
+asset    = "rentals-db"
+schedule = "0 */6 * * *"
+pick     = "latest"
+timeout  = "1h"
+
+  [[test.check]]
+  name = "recent bookings exist"
+  sql  = "select count(*) > 0 from bookings where created_at > now() - interval '30 days'"
+
+  [[test.check]]
+  name = "row counts match production"
+  row_counts = { tables = ["bookings", "customers"], tolerance = "5%" }
+
+  [[test.check]]
+  name = "app serves bookings"
+  service = "./bin/rentals --port {port}"
+  http    = "http://127.0.0.1:{port}/health"
+  expect_status = 200
+
+[[credential]]
+name       = "railway-domains-token"
+kind       = "railway"
+token_type = "account"
+purpose    = "manage custom domains"
+
+[scan]
+paths = ["/srv/app", "/home/deploy"]
+"#;
+
+    fn parse(text: &str) -> Result<AgentConfig, ConfigError> {
+        AgentConfig::parse(Path::new("agent.toml"), text)
+    }
+
+    #[test]
+    fn design_example_parses_into_an_inventory() {
+        let config = parse(DESIGN_EXAMPLE).expect("valid");
+        let inventory = config.inventory();
+        assert_eq!(inventory.assets[0].rto_seconds, 1_800);
+        assert_eq!(inventory.backups[0].kind, "pg_dump_dir");
+        assert_eq!(inventory.tests[0].checks.len(), 3);
+    }
+
+    #[test]
+    fn unknown_asset_reference_names_line_and_field() {
+        let text = DESIGN_EXAMPLE.replace("asset    = \"rentals-db\"", "asset    = \"rentals\"");
+        let message = parse(&text).expect_err("invalid").to_string();
+        assert!(message.starts_with("agent.toml:27:"), "{message}");
+        assert!(message.contains("test.asset"), "{message}");
+    }
+
+    #[test]
+    fn unknown_field_and_bad_cron_are_located() {
+        let text = DESIGN_EXAMPLE.replace("rpo = \"24h\"", "rpoo = \"24h\"");
+        let message = parse(&text).expect_err("invalid").to_string();
+        assert!(message.starts_with("agent.toml:13:"), "{message}");
+        assert!(message.contains("rpoo"), "{message}");
+
+        let text = DESIGN_EXAMPLE.replace("0 */6 * * *", "0 0 */6 * * *");
+        let message = parse(&text).expect_err("invalid").to_string();
+        assert!(message.contains("5-field cron"), "{message}");
+    }
+
+    #[test]
+    fn variables_expand_and_missing_ones_are_errors() {
+        let env = |name: &str| (name == "DB_PASSWORD").then(|| "s3cret".to_owned());
+        assert_eq!(
+            expand("postgres://u:${DB_PASSWORD}@h/db", env).as_deref(),
+            Ok("postgres://u:s3cret@h/db")
+        );
+        assert_eq!(expand("cost $$5", env).as_deref(), Ok("cost $5"));
+        assert!(
+            expand("${MISSING_VAR_FOR_TEST}", env)
+                .expect_err("missing")
+                .contains("MISSING_VAR_FOR_TEST")
+        );
+        assert!(expand("${unclosed", env).is_err());
+
+        let text = DESIGN_EXAMPLE.replace(
+            "postgres://lifeboat@db/rentals",
+            "postgres://lifeboat:${LIFEBOAT_TEST_UNSET_VARIABLE}@db/rentals",
+        );
+        let message = parse(&text).expect_err("invalid").to_string();
+        assert!(message.starts_with("agent.toml:10:"), "{message}");
+        assert!(message.contains("LIFEBOAT_TEST_UNSET_VARIABLE"), "{message}");
+    }
+}

@@ -1,0 +1,248 @@
+//! The coordinator configuration file (`coordinator.toml`, DESIGN.md §7).
+//!
+//! Parsed and validated before any port is bound: an error names the file, line and field.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use lifeboat_shared::config_file::{self, ConfigError};
+use lifeboat_shared::durations::HumanDuration;
+use lifeboat_shared::telemetry::TelemetryConfig;
+use serde::Deserialize;
+
+/// The whole coordinator configuration.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// gRPC address agents connect to (mutual TLS).
+    pub listen: SocketAddr,
+    /// HTTP address for the API, status page and /metrics.
+    #[serde(default = "default_http_listen")]
+    pub http_listen: SocketAddr,
+    /// Holds the CA (unless configured elsewhere) and the default SQLite store.
+    pub data_dir: PathBuf,
+    /// Names and addresses agents use to reach this coordinator; all go into the server certificate.
+    pub server_names: Vec<String>,
+    #[serde(default)]
+    pub database: DatabaseConfig,
+    #[serde(default)]
+    pub ca: CaConfig,
+    #[serde(default)]
+    pub agents: AgentsConfig,
+    #[serde(default)]
+    pub telemetry: TelemetryConfig,
+    /// How long shutdown waits for in-flight work before giving up.
+    #[serde(default = "default_shutdown_grace")]
+    pub shutdown_grace: HumanDuration,
+}
+
+/// `[database]`: where the store lives.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite:///path/lifeboat.db` (default: `<data_dir>/lifeboat.db`) or `postgres://…`.
+    pub url: Option<String>,
+}
+
+/// `[ca]`: an operator-provided CA; generated in `data_dir` on first start when absent.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CaConfig {
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+}
+
+/// `[agents]`: agent identities and liveness.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentsConfig {
+    /// Lifetime of agent certificates; agents renew at 2/3 of it.
+    #[serde(default = "default_certificate_ttl")]
+    pub certificate_ttl: HumanDuration,
+    /// How often agents send heartbeats (announced to them in Welcome).
+    #[serde(default = "default_heartbeat_interval")]
+    pub heartbeat_interval: HumanDuration,
+    /// How often in-memory last-seen times are written to the store.
+    #[serde(default = "default_last_seen_flush")]
+    pub last_seen_flush: HumanDuration,
+    /// An agent silent for longer than this is shown as disconnected.
+    #[serde(default = "default_offline_after")]
+    pub offline_after: HumanDuration,
+}
+
+impl Default for AgentsConfig {
+    fn default() -> Self {
+        Self {
+            certificate_ttl: default_certificate_ttl(),
+            heartbeat_interval: default_heartbeat_interval(),
+            last_seen_flush: default_last_seen_flush(),
+            offline_after: default_offline_after(),
+        }
+    }
+}
+
+fn default_http_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8080))
+}
+fn default_shutdown_grace() -> HumanDuration {
+    HumanDuration::from_secs(10)
+}
+fn default_certificate_ttl() -> HumanDuration {
+    HumanDuration::from_secs(24 * 3600)
+}
+fn default_heartbeat_interval() -> HumanDuration {
+    HumanDuration::from_secs(15)
+}
+fn default_last_seen_flush() -> HumanDuration {
+    HumanDuration::from_secs(5)
+}
+fn default_offline_after() -> HumanDuration {
+    HumanDuration::from_secs(60)
+}
+
+impl Config {
+    /// Reads, parses and validates a config file.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let (config, text): (Config, String) = config_file::load(path)?;
+        config.validate(path, &text)?;
+        Ok(config)
+    }
+
+    /// Parses and validates config text (for tests and `demo`).
+    pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
+        let config: Config = config_file::parse(path, text)?;
+        config.validate(path, text)?;
+        Ok(config)
+    }
+
+    fn validate(&self, path: &Path, text: &str) -> Result<(), ConfigError> {
+        let span_of = |key: &str| {
+            text.find(&format!("{key} ="))
+                .or_else(|| text.find(key))
+                .map(|start| start..start + key.len())
+        };
+        if self.server_names.is_empty() {
+            return Err(ConfigError::at(
+                path,
+                text,
+                span_of("server_names"),
+                "server_names",
+                "list at least one name or address agents use to reach this coordinator",
+            ));
+        }
+        if let Some(name) = self.server_names.iter().find(|name| !valid_server_name(name)) {
+            return Err(ConfigError::at(
+                path,
+                text,
+                span_of(name),
+                "server_names",
+                format!("{name:?} is neither a DNS name nor an IP address"),
+            ));
+        }
+        if self.ca.cert.is_some() != self.ca.key.is_some() {
+            return Err(ConfigError::at(
+                path,
+                text,
+                span_of("[ca]"),
+                "ca",
+                "set both cert and key, or neither (a CA is then generated in data_dir)",
+            ));
+        }
+        if let Some(url) = &self.database.url
+            && !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://"))
+        {
+            return Err(ConfigError::at(
+                path,
+                text,
+                span_of("url"),
+                "database.url",
+                "expected sqlite:///path/to/lifeboat.db or postgres://user@host/db",
+            ));
+        }
+        let ttl = self.agents.certificate_ttl.as_secs();
+        if !(30..=30 * 86_400).contains(&ttl) {
+            return Err(ConfigError::at(
+                path,
+                text,
+                span_of("certificate_ttl"),
+                "agents.certificate_ttl",
+                "must be between 30s and 30d",
+            ));
+        }
+        if self.agents.heartbeat_interval.as_secs() == 0 {
+            return Err(ConfigError::at(
+                path,
+                text,
+                span_of("heartbeat_interval"),
+                "agents.heartbeat_interval",
+                "must be at least 1s",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The store URL: the configured one, or the SQLite file in `data_dir`.
+    pub fn database_url(&self) -> String {
+        self.database
+            .url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("lifeboat.db").display()))
+    }
+
+    /// The URL agents use to reach this coordinator (first server name, gRPC port).
+    pub fn public_url(&self) -> String {
+        let host = self.server_names.first().map_or("localhost", String::as_str);
+        let host = if host.contains(':') {
+            format!("[{host}]")
+        } else {
+            host.to_owned()
+        };
+        format!("https://{host}:{}", self.listen.port())
+    }
+}
+
+fn valid_server_name(name: &str) -> bool {
+    name.parse::<std::net::IpAddr>().is_ok() || rustls_pki_types::DnsName::try_from(name.to_owned()).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("coordinator.toml"), text)
+    }
+
+    const MINIMAL: &str = r#"
+listen       = "0.0.0.0:7443"
+http_listen  = "127.0.0.1:8080"
+data_dir     = "/var/lib/lifeboat"
+server_names = ["lifeboat.example.com", "localhost", "127.0.0.1"]
+[database]
+url = "sqlite:///var/lib/lifeboat/lifeboat.db"
+"#;
+
+    #[test]
+    fn design_example_parses() {
+        let config = parse(MINIMAL).expect("valid");
+        assert_eq!(config.agents.certificate_ttl, HumanDuration::from_secs(86_400));
+        assert_eq!(config.public_url(), "https://lifeboat.example.com:7443");
+    }
+
+    #[test]
+    fn errors_name_file_line_and_field() {
+        let text = MINIMAL.replace("[database]", "[agents]\ncertificate_ttl = \"soon\"\n[database]");
+        let message = parse(&text).expect_err("invalid").to_string();
+        assert!(message.starts_with("coordinator.toml:7:"), "{message}");
+        assert!(message.contains("certificate_ttl"), "{message}");
+
+        let text = MINIMAL.replace("sqlite:///var", "mysql://var");
+        let message = parse(&text).expect_err("invalid").to_string();
+        assert!(message.starts_with("coordinator.toml:7:"), "{message}");
+        assert!(message.contains("database.url"), "{message}");
+
+        let text = MINIMAL.replace("\"localhost\"", "\"bad name!\"");
+        let message = parse(&text).expect_err("invalid").to_string();
+        assert!(message.starts_with("coordinator.toml:5:"), "{message}");
+    }
+}
