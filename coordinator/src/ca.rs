@@ -201,8 +201,10 @@ impl CertificateAuthority {
         agent_id: AgentId,
         ttl: Duration,
     ) -> Result<AgentCertificate, CaError> {
+        // Not backdated: only the coordinator checks agent certificates, against its own clock,
+        // and the agent's renewal point (2/3 of the life) must not be skewed towards now.
         let now = time::OffsetDateTime::now_utc();
-        self.sign_agent_csr_valid(csr_pem, environment, agent_id, now - CLOCK_SKEW, now + ttl)
+        self.sign_agent_csr_valid(csr_pem, environment, agent_id, now, now + ttl)
     }
 
     /// Like [`Self::sign_agent_csr`] with an explicit validity window (tests use it to make

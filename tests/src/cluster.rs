@@ -206,7 +206,22 @@ impl SimAgent {
             events: Some(events_tx),
         };
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(session.run(shutdown.clone()));
+        // Like the daemon: the session and certificate renewal side by side.
+        let renewal = lifeboat_agent::renewal::run(url.to_owned(), identity.clone(), shutdown.clone());
+        let session = session.run(shutdown.clone());
+        let stop = shutdown.clone();
+        let task = tokio::spawn(async move {
+            tokio::pin!(renewal, session);
+            let outcome = tokio::select! {
+                ended = &mut session => ended,
+                ended = &mut renewal => match ended {
+                    Ok(()) => session.await,
+                    Err(err) => Err(err),
+                },
+            };
+            stop.cancel();
+            outcome
+        });
         Self {
             identity,
             spool,
