@@ -480,7 +480,7 @@ paths = ["/srv/app", "/home/deploy"]
     fn unknown_asset_reference_names_line_and_field() {
         let text = DESIGN_EXAMPLE.replace("asset    = \"rentals-db\"", "asset    = \"rentals\"");
         let message = parse(&text).expect_err("invalid").to_string();
-        assert!(message.starts_with("agent.toml:27:"), "{message}");
+        assert!(message.starts_with("agent.toml:24:"), "{message}");
         assert!(message.contains("test.asset"), "{message}");
     }
 
@@ -488,7 +488,7 @@ paths = ["/srv/app", "/home/deploy"]
     fn unknown_field_and_bad_cron_are_located() {
         let text = DESIGN_EXAMPLE.replace("rpo = \"24h\"", "rpoo = \"24h\"");
         let message = parse(&text).expect_err("invalid").to_string();
-        assert!(message.starts_with("agent.toml:13:"), "{message}");
+        assert!(message.starts_with("agent.toml:12:"), "{message}");
         assert!(message.contains("rpoo"), "{message}");
 
         let text = DESIGN_EXAMPLE.replace("0 */6 * * *", "0 0 */6 * * *");

@@ -289,13 +289,9 @@ impl AgentSession {
         if self.spool.is_empty() || in_flight.len() >= MAX_IN_FLIGHT {
             return Ok(());
         }
-        for result in self.spool.pending().await? {
-            if in_flight.len() >= MAX_IN_FLIGHT {
-                break;
-            }
-            if in_flight.contains_key(&result.result_id) {
-                continue;
-            }
+        let skip = in_flight.keys().copied().collect();
+        let room = MAX_IN_FLIGHT - in_flight.len();
+        for result in self.spool.pending_except(skip, room).await? {
             in_flight.insert(result.result_id, Instant::now());
             let message = agent_message(pb::agent_message::Body::Result(result.into()));
             if outbound.send(message).await.is_err() {

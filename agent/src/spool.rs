@@ -24,7 +24,7 @@
 //! in-memory index. A caller that stops awaiting an operation does not interrupt it, so the index
 //! always matches the directory.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 use std::fs::{self, DirBuilder, File, OpenOptions};
 use std::io::{self, Write};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
@@ -164,7 +164,9 @@ impl Spool {
         run_blocking(move || inner.put(result_id, &json)).await
     }
 
-    /// Removes the entry for `result_id` once the coordinator has committed it.
+    /// Removes the entry for `result_id` once the coordinator has committed it. The removal is
+    /// not synced to disk: after a crash the entry may reappear and is
+    /// simply sent again.
     ///
     /// Returns whether the entry existed. Acknowledgements may be repeated, so an unknown id is
     /// not an error.
@@ -179,8 +181,15 @@ impl Spool {
     /// `<dir>/corrupt/` with a warning and left out. A file that cannot be read is left in place
     /// with a warning and left out, to be retried on the next call. Neither blocks the others.
     pub async fn pending(&self) -> Result<Vec<RunResult>, SpoolError> {
+        self.pending_except(HashSet::new(), usize::MAX).await
+    }
+
+    /// Like [`pending`](Self::pending), but skips the ids in `skip` (already in flight) and
+    /// reads at most `limit` files: a session that sends a few new results does not re-read a
+    /// spool of thousands.
+    pub async fn pending_except(&self, skip: HashSet<ResultId>, limit: usize) -> Result<Vec<RunResult>, SpoolError> {
         let inner = Arc::clone(&self.inner);
-        run_blocking(move || inner.pending()).await
+        run_blocking(move || inner.pending(&skip, limit)).await
     }
 
     /// Returns the number of spooled results, without touching the disk.
@@ -259,17 +268,20 @@ impl Inner {
         };
         index.remove(&result_id);
         self.len.store(index.len(), Ordering::Release);
-        if existed {
-            sync_dir(&self.dir)?;
-        }
+        // No directory fsync: a deletion lost in a crash brings the entry back, it is sent
+        // again and the coordinator, which stores each result id once, acknowledges it again.
+        // Losing a deletion is harmless; paying an fsync per acknowledgement is not.
         Ok(existed)
     }
 
-    fn pending(&self) -> Result<Vec<RunResult>, SpoolError> {
+    fn pending(&self, skip: &HashSet<ResultId>, limit: usize) -> Result<Vec<RunResult>, SpoolError> {
         let mut index = self.lock_index();
-        let mut results = Vec::with_capacity(index.len());
+        let mut results = Vec::with_capacity(index.len().min(limit));
         let mut gone = Vec::new();
-        for &result_id in index.iter() {
+        for &result_id in index.iter().filter(|id| !skip.contains(id)) {
+            if results.len() >= limit {
+                break;
+            }
             let name = format!("{result_id}{ENTRY_SUFFIX}");
             let path = self.dir.join(&name);
             let bytes = match fs::read(&path) {

@@ -308,8 +308,7 @@ mod tests {
         assert_eq!(identity.agent_id, agent_id);
         assert_eq!(identity.environment, env);
         assert_eq!(identity.serial, cert.serial);
-        let (_, parsed) =
-            <x509_parser::certificate::X509Certificate as x509_parser::prelude::FromDer>::from_der(&der).expect("x509");
+        let (_, parsed) = x509_parser::parse_x509_certificate(&der).expect("x509");
         assert!(!parsed.is_ca(), "CSR asked for CA; must not be honoured");
         let sans = parsed.subject_alternative_name().expect("san").expect("present");
         assert_eq!(sans.value.general_names.len(), 1, "only our URI SAN");

@@ -167,7 +167,8 @@ impl Drop for TestCoordinator {
 pub struct SimAgent {
     pub identity: IdentityStore,
     pub spool: Spool,
-    pub events: mpsc::UnboundedReceiver<SessionEvent>,
+    /// Session events, stamped with the moment they happened.
+    pub events: mpsc::UnboundedReceiver<(tokio::time::Instant, SessionEvent)>,
     shutdown: CancellationToken,
     pub task: JoinHandle<Result<(), SessionError>>,
     _spool_dir: TempDir,
@@ -183,7 +184,15 @@ impl SimAgent {
         let spool_dir = tempfile::tempdir().expect("spool dir");
         let spool = Spool::open(spool_dir.path()).expect("spool");
         let identity = IdentityStore::Memory(Arc::new(Mutex::new(identity)));
-        let (events_tx, events) = mpsc::unbounded_channel();
+        let (events_tx, mut raw_events) = mpsc::unbounded_channel::<SessionEvent>();
+        let (stamped_tx, events) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            while let Some(event) = raw_events.recv().await {
+                if stamped_tx.send((tokio::time::Instant::now(), event)).is_err() {
+                    return;
+                }
+            }
+        });
         let session = AgentSession {
             settings: SessionSettings {
                 coordinator: url.to_owned(),
@@ -238,9 +247,18 @@ impl SimAgent {
         timeout: Duration,
         mut pick: impl FnMut(&SessionEvent) -> Option<T>,
     ) -> Option<T> {
+        self.wait_for_stamped(timeout, |_, event| pick(event)).await
+    }
+
+    /// Like [`Self::wait_for`], with the moment each event happened.
+    pub async fn wait_for_stamped<T>(
+        &mut self,
+        timeout: Duration,
+        mut pick: impl FnMut(tokio::time::Instant, &SessionEvent) -> Option<T>,
+    ) -> Option<T> {
         tokio::time::timeout(timeout, async {
-            while let Some(event) = self.events.recv().await {
-                if let Some(found) = pick(&event) {
+            while let Some((at, event)) = self.events.recv().await {
+                if let Some(found) = pick(at, &event) {
                     return Some(found);
                 }
             }

@@ -47,7 +47,10 @@ impl ChildProcess {
             .stdin(Stdio::null())
             .stdout(log_file.try_clone()?)
             .stderr(log_file)
-            .env("RUST_LOG", "info")
+            .env(
+                "RUST_LOG",
+                std::env::var("LIFEBOAT_CHILD_LOG").unwrap_or_else(|_| "info".into()),
+            )
             .kill_on_drop(true);
         for (key, value) in envs {
             command.env(key, value);
@@ -119,4 +122,181 @@ pub fn free_port() -> u16 {
         .and_then(|listener| listener.local_addr())
         .map(|address| address.port())
         .expect("free port")
+}
+
+/// A coordinator running as a child process, with its config and data directory.
+pub struct CoordinatorProcess {
+    pub port: u16,
+    pub url: String,
+    pub config_path: PathBuf,
+    pub data_dir: PathBuf,
+    pub process: Option<ChildProcess>,
+}
+
+impl CoordinatorProcess {
+    /// Writes a config for `127.0.0.1:port` in `dir` and starts `serve`; waits until it listens.
+    pub async fn start(dir: &Path, database_url: Option<&str>) -> anyhow::Result<Self> {
+        let port = free_port();
+        let data_dir = dir.join("coordinator");
+        std::fs::create_dir_all(&data_dir)?;
+        let config_path = dir.join("coordinator.toml");
+        let listen: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+        std::fs::write(
+            &config_path,
+            crate::cluster::coordinator_config_text(listen, &data_dir, database_url, "1h"),
+        )?;
+        let mut coordinator = Self {
+            port,
+            url: format!("https://127.0.0.1:{port}"),
+            config_path,
+            data_dir,
+            process: None,
+        };
+        coordinator.restart().await?;
+        Ok(coordinator)
+    }
+
+    /// Starts (again) the serve process; waits until the port accepts connections.
+    pub async fn restart(&mut self) -> anyhow::Result<()> {
+        let log = self.data_dir.join("coordinator.log");
+        let config = self.config_path.display().to_string();
+        let process = ChildProcess::spawn("lifeboat-coordinator", &["serve", "--config", &config], &log, &[])?;
+        self.process = Some(process);
+        let port = self.port;
+        let up = crate::eventually(std::time::Duration::from_secs(30), || async move {
+            tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok()
+        })
+        .await;
+        if !up {
+            let log = std::fs::read_to_string(&log).unwrap_or_default();
+            anyhow::bail!("coordinator did not start listening on {port}:\n{log}");
+        }
+        Ok(())
+    }
+
+    /// SIGKILLs the serve process.
+    pub async fn kill(&mut self) {
+        if let Some(process) = self.process.take() {
+            process.kill().await;
+        }
+    }
+
+    /// SIGTERMs the serve process and returns its exit status.
+    pub async fn terminate(&mut self) -> Option<std::process::ExitStatus> {
+        match self.process.take() {
+            Some(process) => process.terminate(std::time::Duration::from_secs(30)).await,
+            None => None,
+        }
+    }
+
+    /// Runs an admin command with this coordinator's config; returns parsed JSON stdout.
+    pub async fn admin_json(&self, args: &[&str]) -> anyhow::Result<serde_json::Value> {
+        let config = self.config_path.display().to_string();
+        let mut full: Vec<&str> = args.to_vec();
+        full.extend(["--config", &config, "--output", "json"]);
+        let (code, stdout, stderr) = run("lifeboat-coordinator", &full).await?;
+        anyhow::ensure!(code == 0, "lifeboat-coordinator {args:?} exited {code}: {stderr}");
+        Ok(serde_json::from_str(&stdout)?)
+    }
+
+    /// Creates a join token with the CLI; returns (token, ca_pin).
+    pub async fn token(&self, environment: &str, uses: u32) -> anyhow::Result<(String, String)> {
+        let uses = uses.to_string();
+        let created = self
+            .admin_json(&["token", "create", "--environment", environment, "--uses", &uses])
+            .await?;
+        let field = |name: &str| created[name].as_str().map(str::to_owned).context("token create output");
+        Ok((field("token")?, field("ca_pin")?))
+    }
+
+    /// The SQLite store URL of this coordinator.
+    pub fn sqlite_url(&self) -> String {
+        format!("sqlite://{}", self.data_dir.join("lifeboat.db").display())
+    }
+}
+
+/// An enrolled `lifeboat-agent` with its config, ready to `run` as a process.
+pub struct AgentProcess {
+    pub config_path: PathBuf,
+    pub work_dir: PathBuf,
+    pub identity_dir: PathBuf,
+    pub process: Option<ChildProcess>,
+    log: PathBuf,
+}
+
+impl AgentProcess {
+    /// Enrolls with the CLI (`lifeboat-agent enroll`) and writes agent.toml in `dir`.
+    pub async fn enroll(dir: &Path, coordinator: &CoordinatorProcess, environment: &str) -> anyhow::Result<Self> {
+        let (token, pin) = coordinator.token(environment, 1).await?;
+        let identity_dir = dir.join("identity");
+        let work_dir = dir.join("work");
+        let identity = identity_dir.display().to_string();
+        let (code, _stdout, stderr) = run(
+            "lifeboat-agent",
+            &[
+                "enroll",
+                "--coordinator",
+                &coordinator.url,
+                "--token",
+                &token,
+                "--ca-pin",
+                &pin,
+                "--identity-dir",
+                &identity,
+            ],
+        )
+        .await?;
+        anyhow::ensure!(code == 0, "enroll failed ({code}): {stderr}");
+        let config_path = dir.join("agent.toml");
+        std::fs::write(
+            &config_path,
+            format!(
+                "[agent]\ncoordinator = \"{}\"\nidentity_dir = \"{}\"\nwork_dir = \"{}\"\nname = \"crash-test-agent\"\n",
+                coordinator.url,
+                identity_dir.display(),
+                work_dir.display()
+            ),
+        )?;
+        Ok(Self {
+            config_path,
+            work_dir,
+            identity_dir,
+            process: None,
+            log: dir.join("agent.log"),
+        })
+    }
+
+    /// Starts `lifeboat-agent run`.
+    pub fn start(&mut self) -> anyhow::Result<()> {
+        let config = self.config_path.display().to_string();
+        self.process = Some(ChildProcess::spawn(
+            "lifeboat-agent",
+            &["run", "--config", &config],
+            &self.log,
+            &[],
+        )?);
+        Ok(())
+    }
+
+    pub async fn kill(&mut self) {
+        if let Some(process) = self.process.take() {
+            process.kill().await;
+        }
+    }
+
+    /// Number of results in the spool directory (counted on disk; the agent owns the spool).
+    pub fn spooled(&self) -> usize {
+        std::fs::read_dir(self.work_dir.join("spool"))
+            .map(|entries| {
+                entries
+                    .flatten()
+                    .filter(|entry| entry.file_name().to_string_lossy().ends_with(".json"))
+                    .count()
+            })
+            .unwrap_or(0)
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
 }

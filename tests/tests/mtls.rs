@@ -12,7 +12,6 @@ use lifeboat_proto::v1 as pb;
 use lifeboat_proto::v1::agent_service_client::AgentServiceClient;
 use lifeboat_shared::ids::AgentId;
 use lifeboat_shared::protocol::{Outcome, RunResult};
-use lifeboat_shared::tls;
 use lifeboat_tests::cluster::{SimAgent, TestCoordinator};
 use lifeboat_tests::raw::RawCodec;
 use prost::Message as _;

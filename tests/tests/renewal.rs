@@ -26,9 +26,9 @@ async fn an_agent_with_a_30_second_certificate_stays_connected_across_renewals()
     while tokio::time::Instant::now() < deadline {
         let event = tokio::time::timeout_at(deadline, agent.events.recv()).await;
         match event {
-            Ok(Some(SessionEvent::Disconnected { reason })) => panic!("session dropped: {reason}"),
-            Ok(Some(SessionEvent::Connected { .. })) => panic!("session was re-established"),
-            Ok(Some(SessionEvent::HeartbeatRoundTrip(_))) => heartbeats += 1,
+            Ok(Some((_, SessionEvent::Disconnected { reason }))) => panic!("session dropped: {reason}"),
+            Ok(Some((_, SessionEvent::Connected { .. }))) => panic!("session was re-established"),
+            Ok(Some((_, SessionEvent::HeartbeatRoundTrip(_)))) => heartbeats += 1,
             Ok(Some(_)) => {}
             Ok(None) => panic!("agent stopped"),
             Err(_) => break,

@@ -29,8 +29,10 @@ use crate::store::{IssuedCertificate, Store};
 
 /// How long a new session may take to say Hello.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(30);
-/// Outbound messages queued per session before heartbeat echoes are dropped.
-const OUTBOUND_DEPTH: usize = 256;
+/// Outbound messages queued per session. Larger than the number of results an agent keeps in
+/// flight (1,024), so result acks are never dropped for lack of room; tokio allocates the queue
+/// in small blocks as it fills, so the depth costs nothing while idle.
+const OUTBOUND_DEPTH: usize = 4_096;
 
 /// Implements `lifeboat.v1.AgentService`.
 #[derive(Clone)]

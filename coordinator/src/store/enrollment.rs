@@ -71,7 +71,8 @@ struct EnrollmentRow {
     certificate_pem: Option<String>,
 }
 
-const INSERT_TOKEN: &str = "INSERT INTO join_tokens (token_hash, environment, expires_at, uses_allowed, uses_consumed, created_at) \
+const INSERT_TOKEN: &str = "INSERT INTO join_tokens \
+     (token_hash, environment, expires_at, uses_allowed, uses_consumed, created_at) \
      VALUES ($1, $2, $3, $4, 0, $5)";
 
 const SELECT_TOKEN_ENVIRONMENT: &str = "SELECT environment FROM join_tokens WHERE token_hash = $1";
@@ -90,7 +91,8 @@ const INSERT_ENROLLMENT: &str =
 
 const SET_CERT_NOT_AFTER: &str = "UPDATE agents SET cert_not_after = $2 WHERE id = $1";
 
-const INSERT_CERTIFICATE: &str = "INSERT INTO certificates (serial, agent_id, key_fingerprint, not_after, pem, issued_at) \
+const INSERT_CERTIFICATE: &str = "INSERT INTO certificates \
+     (serial, agent_id, key_fingerprint, not_after, pem, issued_at) \
      VALUES ($1, $2, $3, $4, $5, $6)";
 
 const SET_ENROLLMENT_CERTIFICATE: &str =

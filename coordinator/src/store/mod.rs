@@ -132,7 +132,8 @@ static SQLITE: Dialect = Dialect {
 
 static POSTGRES: Dialect = Dialect {
     begin_write: "BEGIN",
-    select_token_for_claim: "SELECT environment, expires_at, uses_allowed, uses_consumed FROM join_tokens WHERE token_hash = $1 FOR UPDATE",
+    select_token_for_claim: "SELECT environment, expires_at, uses_allowed, uses_consumed FROM join_tokens \
+         WHERE token_hash = $1 FOR UPDATE",
 };
 
 impl Store {

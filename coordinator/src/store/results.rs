@@ -83,9 +83,10 @@ const COUNT_RESULTS: &str = "SELECT COUNT(*) FROM results";
 
 const SELECT_RESULT_IDS: &str = "SELECT result_id FROM results ORDER BY result_id";
 
-const SELECT_RESULTS_FOR_ASSET: &str = "SELECT result_id, agent_id, environment, run_id, asset, backup, recovery_point, \
-     outcome, started_at, finished_at, restore_seconds, rto_seconds, recovery_point_age_seconds, findings, detail, \
-     received_at FROM results WHERE asset = $1 ORDER BY finished_at DESC, result_id DESC LIMIT $2";
+const SELECT_RESULTS_FOR_ASSET: &str = "SELECT result_id, agent_id, environment, run_id, asset, backup, \
+     recovery_point, outcome, started_at, finished_at, restore_seconds, rto_seconds, recovery_point_age_seconds, \
+     findings, detail, received_at \
+     FROM results WHERE asset = $1 ORDER BY finished_at DESC, result_id DESC LIMIT $2";
 
 /// A result in its stored form, borrowing the strings of the [`ResultRow`].
 struct EncodedResult<'a> {
