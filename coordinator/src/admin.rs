@@ -112,7 +112,7 @@ pub fn agents_table(agents: &[AgentView]) -> String {
             "{:<36}  {:<20}  {:<16}  {:<12}  {:<20}  {:<8}  {}\n",
             agent.id,
             agent.name,
-            agent.environment,
+            agent.environment.as_str(),
             state,
             time(agent.last_seen),
             agent.version.as_deref().unwrap_or("-"),

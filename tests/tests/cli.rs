@@ -1,0 +1,128 @@
+//! The command lines as users meet them: config errors before any port is bound, JSON outputs
+//! of the DESIGN.md §7 contract, exit codes, and the demo.
+
+use lifeboat_tests::processes::{self, ChildProcess, CoordinatorProcess};
+
+#[tokio::test]
+async fn a_bad_config_is_reported_with_file_line_and_field_before_binding() {
+    let dir = tempfile::tempdir().expect("dir");
+    let port = processes::free_port();
+    let config = dir.path().join("coordinator.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:{port}\"\ndata_dir = \"{}\"\nserver_names = [\"127.0.0.1\"]\n[agents]\ncertificate_ttl = \"forever\"\n",
+            dir.path().display()
+        ),
+    )
+    .expect("write");
+    let config_arg = config.display().to_string();
+    let (code, _stdout, stderr) = processes::run("lifeboat-coordinator", &["serve", "--config", &config_arg])
+        .await
+        .expect("run");
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains(&format!("{config_arg}:5:")), "{stderr}");
+    assert!(stderr.contains("certificate_ttl"), "{stderr}");
+    // Nothing was bound and nothing was created.
+    assert!(std::net::TcpListener::bind(("127.0.0.1", port)).is_ok());
+    assert!(!dir.path().join("lifeboat.db").exists());
+    assert!(!dir.path().join("ca").exists());
+
+    let (code, _stdout, stderr) = processes::run("lifeboat-coordinator", &["serve", "--config", "/nonexistent.toml"])
+        .await
+        .expect("run");
+    assert_eq!(code, 2);
+    assert!(stderr.contains("/nonexistent.toml"), "{stderr}");
+
+    let agent_config = dir.path().join("agent.toml");
+    std::fs::write(
+        &agent_config,
+        "[agent]\ncoordinator = \"https://x:1\"\nidentity_dir = \"/x\"\nwork_dir = \"/y\"\nheartbeat = 5\n",
+    )
+    .expect("write");
+    let agent_arg = agent_config.display().to_string();
+    let (code, _stdout, stderr) = processes::run("lifeboat-agent", &["run", "--config", &agent_arg])
+        .await
+        .expect("run");
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains(&format!("{agent_arg}:5:")) && stderr.contains("heartbeat"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test]
+async fn token_create_and_agents_list_speak_the_json_contract() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut coordinator = CoordinatorProcess::start(dir.path(), None).await.expect("coordinator");
+    let created = coordinator
+        .admin_json(&["token", "create", "--environment", "pocketos-prod", "--ttl", "10m"])
+        .await
+        .expect("token create");
+    for field in ["token", "ca_pin", "environment", "expires_at", "enroll_command"] {
+        assert!(created[field].is_string(), "missing {field}: {created}");
+    }
+    assert!(created["ca_pin"].as_str().expect("pin").starts_with("sha256:"));
+    assert_eq!(created["environment"], "pocketos-prod");
+    let command = created["enroll_command"].as_str().expect("command");
+    assert!(
+        command.contains(&coordinator.url) && command.contains("--ca-pin sha256:"),
+        "{command}"
+    );
+
+    // The token is stored hashed: its value is nowhere in the database file.
+    let token = created["token"].as_str().expect("token");
+    let db = std::fs::read(coordinator.data_dir.join("lifeboat.db")).expect("db");
+    let wal = std::fs::read(coordinator.data_dir.join("lifeboat.db-wal")).unwrap_or_default();
+    let contains = |haystack: &[u8]| haystack.windows(token.len()).any(|window| window == token.as_bytes());
+    assert!(!contains(&db) && !contains(&wal), "the token is stored in clear");
+
+    let bad = processes::run(
+        "lifeboat-coordinator",
+        &[
+            "token",
+            "create",
+            "--environment",
+            "Not Valid",
+            "--config",
+            &coordinator.config_path.display().to_string(),
+        ],
+    )
+    .await
+    .expect("run");
+    assert_ne!(bad.0, 0);
+    assert!(bad.2.contains("environment name"), "{}", bad.2);
+
+    let agents = coordinator.admin_json(&["agents", "list"]).await.expect("agents list");
+    assert_eq!(agents, serde_json::json!([]));
+    coordinator.kill().await;
+}
+
+#[tokio::test]
+async fn demo_shows_an_enrolled_agent_connected_and_leaves_nothing_running() {
+    let dir = tempfile::tempdir().expect("dir");
+    let log = dir.path().join("demo.log");
+    let state = dir.path().join("state");
+    let state_arg = state.display().to_string();
+    let mut demo =
+        ChildProcess::spawn("lifeboat-coordinator", &["demo", "--dir", &state_arg], &log, &[]).expect("demo");
+    let finished = lifeboat_tests::eventually(std::time::Duration::from_secs(60), || {
+        let running = demo.is_running();
+        async move { !running }
+    })
+    .await;
+    let output = demo.log_text();
+    assert!(finished, "demo still running:\n{output}");
+    assert!(output.contains("connected"), "{output}");
+    assert!(output.contains("demo-agent"), "{output}");
+    assert!(output.contains("Demo finished"), "{output}");
+    // No process started by the demo is left: none has the demo's directory on its command line.
+    let leftovers: Vec<String> = std::fs::read_dir("/proc")
+        .expect("proc")
+        .flatten()
+        .filter_map(|entry| std::fs::read(entry.path().join("cmdline")).ok())
+        .map(|cmdline| String::from_utf8_lossy(&cmdline).replace('\0', " "))
+        .filter(|cmdline| cmdline.contains(&state_arg))
+        .collect();
+    assert!(leftovers.is_empty(), "left running: {leftovers:?}");
+}
