@@ -20,7 +20,7 @@ pub fn binary(name: &str) -> PathBuf {
     let path = profile_dir.join(name);
     assert!(
         path.exists(),
-        "{} is not built: run the tests with `cargo nextest run --workspace` (or cargo build --workspace first)",
+        "{} is not built: run `cargo build --workspace` before the tests (scripts/test does)",
         path.display()
     );
     path
