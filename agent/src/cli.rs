@@ -53,6 +53,14 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },
+    /// Runs every test once, locally, without a coordinator; exit 0 recoverable, 1 not, 2 error.
+    Check {
+        /// Path to agent.toml.
+        #[arg(long, env = "LIFEBOAT_AGENT_CONFIG", default_value = "/etc/lifeboat/agent.toml")]
+        config: PathBuf,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
     /// Runs the agent daemon.
     Run {
         /// Path to agent.toml.
@@ -96,6 +104,37 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     identity_dir.display()
                 ),
             }
+        }
+        Command::Check { config, output } => {
+            let config = AgentConfig::load(&config)?;
+            let mut telemetry_config = config.telemetry.clone();
+            telemetry_config.log_filter.get_or_insert_with(|| "warn".to_owned());
+            let _telemetry = telemetry::init("lifeboat-agent", &telemetry_config)?;
+            let runner = crate::runner::Runner::new(
+                config,
+                Box::new(|progress: crate::runner::Progress| {
+                    eprintln!(
+                        "[{:>6.1}s] {}: {}",
+                        progress.elapsed.as_secs_f64(),
+                        progress.asset,
+                        progress.phase
+                    );
+                }),
+            )?;
+            let assets = runner.run_all().await;
+            let report = crate::runner::report::CheckOutput {
+                recoverable: !assets.is_empty() && assets.iter().all(|asset| asset.recoverable),
+                assets,
+            };
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                Output::Text => print!("{}", crate::runner::report::render(&report)),
+            }
+            return Ok(if report.recoverable {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            });
         }
         Command::Run { config } => {
             let config = AgentConfig::load(&config)?;

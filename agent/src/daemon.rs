@@ -40,6 +40,15 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
         "agent starting"
     );
 
+    let (events, assignments) = tokio::sync::mpsc::unbounded_channel();
+    let runner = crate::runner::Runner::new(
+        config.clone(),
+        Box::new(|progress: crate::runner::Progress| {
+            tracing::info!(asset = %progress.asset, phase = %progress.phase, "run progress");
+        }),
+    )
+    .context("prepare the restore runner")?;
+    let executor = tokio::spawn(execute_assignments(runner, spool.clone(), assignments));
     let session = AgentSession {
         settings: SessionSettings {
             coordinator: config.agent.coordinator.clone(),
@@ -50,7 +59,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
         },
         identity: identity.clone(),
         spool,
-        events: None,
+        events: Some(events),
     };
     let stop = shutdown.child_token();
     let renewal = crate::renewal::run(config.agent.coordinator.clone(), identity, stop.clone());
@@ -64,7 +73,36 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
         },
     };
     stop.cancel();
+    executor.abort();
     outcome.context("agent stopped")?;
     tracing::info!("agent stopped");
     Ok(())
+}
+
+/// Runs the tests the coordinator assigns, one at a time, and spools their results (the session
+/// sends them and deletes them once acknowledged).
+async fn execute_assignments(
+    runner: crate::runner::Runner,
+    spool: Spool,
+    mut events: tokio::sync::mpsc::UnboundedReceiver<crate::session::SessionEvent>,
+) {
+    while let Some(event) = events.recv().await {
+        let crate::session::SessionEvent::Assignment(assignment) = event else {
+            continue;
+        };
+        let Some(test) = runner
+            .config
+            .test
+            .iter()
+            .find(|test| *test.asset.get_ref() == assignment.asset)
+        else {
+            tracing::warn!(asset = %assignment.asset, "assigned a run for an asset this agent does not test");
+            continue;
+        };
+        let run_id = lifeboat_shared::ids::RunId::parse(&assignment.run_id).ok();
+        let report = runner.run_test(test).await;
+        if let Err(err) = spool.put(&report.to_result(run_id)).await {
+            tracing::error!(error = %err, asset = %assignment.asset, "cannot spool a run result");
+        }
+    }
 }

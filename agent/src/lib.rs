@@ -10,11 +10,15 @@
 //! - [`session`]: the session loop: Hello, heartbeats, results from the spool, reconnects.
 //! - [`reconnect`]: exponential backoff with full jitter.
 //! - [`renewal`]: certificate renewal at 2/3 of its life.
+//! - [`runner`]: restore tests: sandbox, restore, checks, measurements, findings.
+//! - [`backups`]: backup sources and their recovery points.
+//! - [`sandbox`]: throw-away PostgreSQL clusters and directories restores go into; the janitor.
 //! - [`spool`]: the durable outbox of results.
 //! - [`capabilities`]: what this machine can restore.
 //! - [`daemon`]: `lifeboat-agent run`.
 //! - [`cli`]: the command line.
 
+pub mod backups;
 pub mod capabilities;
 pub mod cli;
 pub mod config;
@@ -24,5 +28,7 @@ pub mod enroll;
 pub mod identity;
 pub mod reconnect;
 pub mod renewal;
+pub mod runner;
+pub mod sandbox;
 pub mod session;
 pub mod spool;

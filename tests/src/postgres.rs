@@ -116,6 +116,53 @@ impl PgCluster {
 
     /// Creates an empty database. `name` must be a plain identifier (`[a-z0-9_]`, not starting
     /// with a digit).
+    /// The server log (`log_statement = 'all'` makes it the record of every statement run).
+    pub fn log_path(&self) -> PathBuf {
+        self.root.path().join("postgres.log")
+    }
+
+    /// Runs SQL (one or more statements) in `database` with `psql` as the superuser.
+    pub async fn psql(&self, database: &str, sql: &str) -> anyhow::Result<String> {
+        let output = tokio::process::Command::new(self.bin_dir.join("psql"))
+            .args([
+                "-X",
+                "-q",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                &self.url(database),
+                "-c",
+                sql,
+            ])
+            .output()
+            .await
+            .context("run psql")?;
+        if !output.status.success() {
+            bail!("psql failed: {}", String::from_utf8_lossy(&output.stderr));
+        }
+        Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+    }
+
+    /// Runs an SQL file in `database` with `psql` as the superuser.
+    pub async fn psql_file(&self, database: &str, file: &Path) -> anyhow::Result<()> {
+        let output = tokio::process::Command::new(self.bin_dir.join("psql"))
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", &self.url(database), "-f"])
+            .arg(file)
+            .output()
+            .await
+            .context("run psql")?;
+        if !output.status.success() {
+            bail!(
+                "psql -f {} failed: {}",
+                file.display(),
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+        Ok(())
+    }
+
     pub async fn create_database(&self, name: &str) -> anyhow::Result<()> {
         let plain = name
             .chars()

@@ -1,0 +1,521 @@
+//! The business checks an operator declares (`[[test.check]]`, DESIGN.md §6), run against a
+//! restored sandbox: `sql`, `row_counts` (against production, read-only), `schema` (restored vs
+//! production: the differences are drift), `transaction`, `command`, `service` + `http`, and
+//! `integrity` (`pg_amcheck`, `PRAGMA integrity_check`).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+use sqlx::Row as _;
+
+use crate::config::CheckConfig;
+use crate::runner::psql::{self, Connection};
+
+/// What a check runs against.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// A restored PostgreSQL database in a sandbox.
+    Postgres {
+        connection: Connection,
+        bin_dir: PathBuf,
+        database: String,
+        port: u16,
+        socket_dir: PathBuf,
+    },
+    /// A restored SQLite file (a copy in a sandbox).
+    Sqlite { path: PathBuf },
+    /// Restored files in a sandbox directory.
+    Files { dir: PathBuf },
+}
+
+/// The production side of comparisons, always opened read-only.
+#[derive(Debug, Clone)]
+pub enum Production {
+    Postgres(Connection),
+    Sqlite(PathBuf),
+}
+
+/// The outcome of one check.
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckReport {
+    pub name: String,
+    pub kind: &'static str,
+    pub passed: bool,
+    /// What happened, in words (`expected true, got false`).
+    pub message: String,
+    pub seconds: f64,
+    /// Schema differences found by a `schema` check (drift), `+` in production, `-` gone.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub drift: Vec<String>,
+}
+
+/// Returns the kind of a check from the fields that are set.
+pub fn kind(check: &CheckConfig) -> &'static str {
+    if check.sql.is_some() {
+        "sql"
+    } else if check.row_counts.is_some() {
+        "row_counts"
+    } else if check.schema == Some(true) {
+        "schema"
+    } else if check.transaction.is_some() {
+        "transaction"
+    } else if check.service.is_some() || check.http.is_some() {
+        "service"
+    } else if check.command.is_some() {
+        "command"
+    } else if check.integrity == Some(true) {
+        "integrity"
+    } else {
+        "unknown"
+    }
+}
+
+/// Runs one check.
+pub async fn run(
+    check: &CheckConfig,
+    target: &Target,
+    production: Option<&Production>,
+    timeout: Duration,
+) -> CheckReport {
+    let started = Instant::now();
+    let kind = kind(check);
+    let (passed, message, drift) = match kind {
+        "sql" => sql_check(check, target, timeout).await,
+        "row_counts" => row_counts_check(check, target, production, timeout).await,
+        "schema" => schema_check(target, production, timeout).await,
+        "transaction" => transaction_check(check, target, timeout).await,
+        "service" => crate::runner::service::check(check, target, timeout).await,
+        "command" => command_check(check, target, timeout).await,
+        "integrity" => integrity_check(target, timeout).await,
+        _ => (
+            false,
+            "the check sets none of sql, row_counts, schema, transaction, command, service, integrity".into(),
+            vec![],
+        ),
+    };
+    CheckReport {
+        name: check.name.clone(),
+        kind,
+        passed,
+        message,
+        seconds: started.elapsed().as_secs_f64(),
+        drift,
+    }
+}
+
+type Outcome = (bool, String, Vec<String>);
+
+fn fail(message: impl Into<String>) -> Outcome {
+    (false, message.into(), vec![])
+}
+
+async fn sqlite_pool(path: &Path, read_only: bool) -> Result<sqlx::SqlitePool, sqlx::Error> {
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(path)
+        .read_only(read_only)
+        .create_if_missing(false);
+    sqlx::sqlite::SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(options)
+        .await
+}
+
+/// Runs `sql` on a SQLite file and returns the first column of the first row as text.
+async fn sqlite_scalar(path: &Path, sql: &str, read_only: bool) -> Result<Option<String>, String> {
+    let pool = sqlite_pool(path, read_only).await.map_err(|err| err.to_string())?;
+    let row = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
+        .fetch_optional(&pool)
+        .await
+        .map_err(|err| err.to_string())?;
+    pool.close().await;
+    Ok(row.and_then(|row| {
+        row.try_get::<Option<String>, _>(0)
+            .ok()
+            .flatten()
+            .or_else(|| row.try_get::<Option<i64>, _>(0).ok().flatten().map(|v| v.to_string()))
+            .or_else(|| row.try_get::<Option<f64>, _>(0).ok().flatten().map(|v| v.to_string()))
+            .or_else(|| row.try_get::<Option<bool>, _>(0).ok().flatten().map(|v| v.to_string()))
+    }))
+}
+
+/// Evaluates a scalar result: booleans must be true; numbers must lie within min/max (or be
+/// non-zero when no bounds are given).
+pub fn judge(value: Option<&str>, min: Option<f64>, max: Option<f64>) -> (bool, String) {
+    let Some(value) = value else {
+        return (false, "expected a value, got no rows".into());
+    };
+    match value.trim() {
+        "t" | "true" => return (true, "true".into()),
+        "f" | "false" => return (false, "expected true, got false".into()),
+        _ => {}
+    }
+    let Ok(number) = value.trim().parse::<f64>() else {
+        return (false, format!("expected a boolean or a number, got {value:?}"));
+    };
+    if min.is_none() && max.is_none() {
+        return if number != 0.0 {
+            (true, format!("{value} (non-zero)"))
+        } else {
+            (false, "expected a non-zero result, got 0".into())
+        };
+    }
+    if let Some(min) = min
+        && number < min
+    {
+        return (false, format!("expected at least {min}, got {value}"));
+    }
+    if let Some(max) = max
+        && number > max
+    {
+        return (false, format!("expected at most {max}, got {value}"));
+    }
+    (true, format!("{value} within bounds"))
+}
+
+async fn sql_check(check: &CheckConfig, target: &Target, timeout: Duration) -> Outcome {
+    let sql = check.sql.as_deref().unwrap_or_default();
+    let value = match target {
+        Target::Postgres { connection, .. } => connection.scalar(sql, timeout).await.map_err(|err| err.to_string()),
+        Target::Sqlite { path } => sqlite_scalar(path, sql, false).await,
+        Target::Files { .. } => return fail("an sql check needs a database asset"),
+    };
+    match value {
+        Ok(value) => {
+            let (passed, message) = judge(value.as_deref(), check.min, check.max);
+            (passed, message, vec![])
+        }
+        Err(err) => fail(format!("query failed: {err}")),
+    }
+}
+
+/// Parses a tolerance such as `5%` (fraction 0.05) or `100` (absolute rows).
+fn tolerance(text: Option<&str>) -> Result<(f64, bool), String> {
+    let Some(text) = text else { return Ok((0.0, false)) };
+    let text = text.trim();
+    if let Some(percent) = text.strip_suffix('%') {
+        let value: f64 = percent
+            .trim()
+            .parse()
+            .map_err(|_| format!("invalid tolerance {text:?}"))?;
+        Ok((value / 100.0, true))
+    } else {
+        let value: f64 = text.parse().map_err(|_| format!("invalid tolerance {text:?}"))?;
+        Ok((value, false))
+    }
+}
+
+async fn count_rows(target: &Target, table: &str, timeout: Duration) -> Result<i64, String> {
+    let sql = format!("select count(*) from {}", psql::quote_identifier(table));
+    let value = match target {
+        Target::Postgres { connection, .. } => connection.scalar(&sql, timeout).await.map_err(|err| err.to_string())?,
+        Target::Sqlite { path } => sqlite_scalar(path, &sql, false).await?,
+        Target::Files { .. } => return Err("not a database".into()),
+    };
+    value
+        .and_then(|value| value.parse().ok())
+        .ok_or_else(|| format!("no count for {table}"))
+}
+
+async fn count_production_rows(production: &Production, table: &str, timeout: Duration) -> Result<i64, String> {
+    let sql = format!("select count(*) from {}", psql::quote_identifier(table));
+    let value = match production {
+        Production::Postgres(connection) => connection.scalar(&sql, timeout).await.map_err(|err| err.to_string())?,
+        Production::Sqlite(path) => sqlite_scalar(path, &sql, true).await?,
+    };
+    value
+        .and_then(|value| value.parse().ok())
+        .ok_or_else(|| format!("no count for {table} in production"))
+}
+
+async fn row_counts_check(
+    check: &CheckConfig,
+    target: &Target,
+    production: Option<&Production>,
+    timeout: Duration,
+) -> Outcome {
+    let Some(spec) = &check.row_counts else {
+        return fail("no row_counts");
+    };
+    let Some(production) = production else {
+        return fail("row_counts needs the asset's production url or path to compare against");
+    };
+    let (allowed, relative) = match tolerance(spec.tolerance.as_deref()) {
+        Ok(tolerance) => tolerance,
+        Err(err) => return fail(err),
+    };
+    let mut problems = Vec::new();
+    let mut seen = Vec::new();
+    for table in &spec.tables {
+        let restored = match count_rows(target, table, timeout).await {
+            Ok(count) => count,
+            Err(err) => {
+                problems.push(format!("{table}: cannot count restored rows ({err})"));
+                continue;
+            }
+        };
+        let live = match count_production_rows(production, table, timeout).await {
+            Ok(count) => count,
+            Err(err) => {
+                problems.push(format!("{table}: cannot count production rows ({err})"));
+                continue;
+            }
+        };
+        let difference = (live - restored).unsigned_abs() as f64;
+        let limit = if relative {
+            allowed * live.max(1) as f64
+        } else {
+            allowed
+        };
+        if difference > limit {
+            problems.push(format!("{table}: restored {restored} rows, production has {live}"));
+        } else {
+            seen.push(format!("{table} {restored}/{live}"));
+        }
+    }
+    if problems.is_empty() {
+        (
+            true,
+            format!("row counts within tolerance: {}", seen.join(", ")),
+            vec![],
+        )
+    } else {
+        fail(problems.join("; "))
+    }
+}
+
+const POSTGRES_SCHEMA_SQL: &str = "\
+select 'table ' || table_schema || '.' || table_name from information_schema.tables \
+ where table_schema not in ('pg_catalog', 'information_schema') and table_type = 'BASE TABLE' \
+union all select 'column ' || table_schema || '.' || table_name || '.' || column_name || ' ' || data_type \
+ from information_schema.columns where table_schema not in ('pg_catalog', 'information_schema') \
+union all select 'index ' || schemaname || '.' || indexname from pg_indexes \
+ where schemaname not in ('pg_catalog', 'information_schema') \
+union all select 'extension ' || extname from pg_extension where extname <> 'plpgsql'";
+
+const SQLITE_SCHEMA_SQL: &str = "\
+select 'table ' || m.name from sqlite_master m where m.type = 'table' and m.name not like 'sqlite_%' \
+union all select 'column ' || m.name || '.' || p.name || ' ' || lower(p.type) from sqlite_master m \
+ join pragma_table_info(m.name) p where m.type = 'table' and m.name not like 'sqlite_%' \
+union all select 'index ' || name from sqlite_master where type = 'index' and name not like 'sqlite_%'";
+
+async fn sqlite_lines(path: &Path, sql: &'static str, read_only: bool) -> Result<BTreeSet<String>, String> {
+    let pool = sqlite_pool(path, read_only).await.map_err(|err| err.to_string())?;
+    let rows = sqlx::query(sql).fetch_all(&pool).await.map_err(|err| err.to_string())?;
+    pool.close().await;
+    Ok(rows.iter().filter_map(|row| row.try_get::<String, _>(0).ok()).collect())
+}
+
+/// The schema of the restored database, one line per table, column, index and extension.
+pub async fn restored_schema(target: &Target, timeout: Duration) -> Result<BTreeSet<String>, String> {
+    match target {
+        Target::Postgres { connection, .. } => Ok(connection
+            .query(POSTGRES_SCHEMA_SQL, timeout)
+            .await
+            .map_err(|err| err.to_string())?
+            .into_iter()
+            .filter_map(|row| row.into_iter().next())
+            .collect()),
+        Target::Sqlite { path } => sqlite_lines(path, SQLITE_SCHEMA_SQL, false).await,
+        Target::Files { .. } => Err("not a database".into()),
+    }
+}
+
+/// The schema of production, read-only.
+pub async fn production_schema(production: &Production, timeout: Duration) -> Result<BTreeSet<String>, String> {
+    match production {
+        Production::Postgres(connection) => Ok(connection
+            .query(POSTGRES_SCHEMA_SQL, timeout)
+            .await
+            .map_err(|err| err.to_string())?
+            .into_iter()
+            .filter_map(|row| row.into_iter().next())
+            .collect()),
+        Production::Sqlite(path) => sqlite_lines(path, SQLITE_SCHEMA_SQL, true).await,
+    }
+}
+
+/// Describes schema differences in words: `+` exists in production only, `-` in the backup only.
+pub fn schema_drift(restored: &BTreeSet<String>, production: &BTreeSet<String>) -> Vec<String> {
+    let mut drift: Vec<String> = production
+        .difference(restored)
+        .map(|line| format!("+ {line} (in production, not in the backup)"))
+        .collect();
+    drift.extend(
+        restored
+            .difference(production)
+            .map(|line| format!("- {line} (in the backup, gone from production)")),
+    );
+    drift
+}
+
+async fn schema_check(target: &Target, production: Option<&Production>, timeout: Duration) -> Outcome {
+    let Some(production) = production else {
+        return fail("a schema check needs the asset's production url or path");
+    };
+    let restored = match restored_schema(target, timeout).await {
+        Ok(schema) => schema,
+        Err(err) => return fail(format!("cannot read the restored schema: {err}")),
+    };
+    let live = match production_schema(production, timeout).await {
+        Ok(schema) => schema,
+        Err(err) => return fail(format!("cannot read the production schema: {err}")),
+    };
+    let drift = schema_drift(&restored, &live);
+    let message = if drift.is_empty() {
+        format!("schema matches production ({} objects)", restored.len())
+    } else {
+        format!("{} schema difference(s) since the backup", drift.len())
+    };
+    // Drift is reported as a finding; the restored schema itself is usable.
+    (true, message, drift)
+}
+
+async fn transaction_check(check: &CheckConfig, target: &Target, timeout: Duration) -> Outcome {
+    let script = check.transaction.as_deref().unwrap_or_default();
+    match target {
+        Target::Postgres { connection, .. } => match connection.script(script, timeout).await {
+            Ok(()) => (true, "the workflow committed".into(), vec![]),
+            Err(err) => fail(format!("the workflow failed: {err}")),
+        },
+        Target::Sqlite { path } => {
+            let run = async {
+                let pool = sqlite_pool(path, false).await.map_err(|err| err.to_string())?;
+                let mut tx = pool.begin().await.map_err(|err| err.to_string())?;
+                sqlx::raw_sql(sqlx::AssertSqlSafe(script.to_owned()))
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|err| err.to_string())?;
+                tx.commit().await.map_err(|err| err.to_string())?;
+                pool.close().await;
+                Ok::<_, String>(())
+            };
+            match run.await {
+                Ok(()) => (true, "the workflow committed".into(), vec![]),
+                Err(err) => fail(format!("the workflow failed: {err}")),
+            }
+        }
+        Target::Files { .. } => fail("a transaction check needs a database asset"),
+    }
+}
+
+/// Environment for commands and services run against the sandbox.
+pub fn sandbox_env(target: &Target) -> Vec<(String, String)> {
+    match target {
+        Target::Postgres { connection, .. } => vec![("SANDBOX_DATABASE_URL".into(), connection.url.clone())],
+        Target::Sqlite { path } => vec![
+            ("SANDBOX_DATABASE_URL".into(), format!("sqlite://{}", path.display())),
+            ("SANDBOX_PATH".into(), path.display().to_string()),
+        ],
+        Target::Files { dir } => vec![("SANDBOX_PATH".into(), dir.display().to_string())],
+    }
+}
+
+async fn command_check(check: &CheckConfig, target: &Target, timeout: Duration) -> Outcome {
+    let command_line = check.command.as_deref().unwrap_or_default();
+    let mut command = tokio::process::Command::new("sh");
+    command.arg("-c").arg(command_line).envs(sandbox_env(target));
+    match psql::run(command, "command", timeout).await {
+        Ok(_) => (true, "exited 0".into(), vec![]),
+        Err(err) => fail(format!("{command_line:?} failed: {err}")),
+    }
+}
+
+async fn integrity_check(target: &Target, timeout: Duration) -> Outcome {
+    match target {
+        Target::Postgres {
+            bin_dir,
+            database,
+            port,
+            socket_dir,
+            connection,
+        } => {
+            let mut command = tokio::process::Command::new(bin_dir.join("pg_amcheck"));
+            command
+                .args(["--install-missing", "--heapallindexed", "--no-dependent-indexes"])
+                .arg("-h")
+                .arg(socket_dir)
+                .arg("-p")
+                .arg(port.to_string())
+                .arg("-d")
+                .arg(database)
+                .env("PGDATABASE", database)
+                .envs(password_env(&connection.url));
+            match psql::run(command, "pg_amcheck", timeout).await {
+                Ok(_) => (true, "pg_amcheck found no corruption".into(), vec![]),
+                Err(err) => fail(format!("pg_amcheck: {err}")),
+            }
+        }
+        Target::Sqlite { path } => match sqlite_scalar(path, "PRAGMA integrity_check", false).await {
+            Ok(Some(value)) if value == "ok" => (true, "PRAGMA integrity_check: ok".into(), vec![]),
+            Ok(value) => fail(format!("PRAGMA integrity_check: {}", value.unwrap_or_default())),
+            Err(err) => fail(format!("PRAGMA integrity_check failed: {err}")),
+        },
+        Target::Files { dir } => match std::fs::read_dir(dir) {
+            Ok(entries) => {
+                if entries.count() > 0 {
+                    (true, "restored files are readable".into(), vec![])
+                } else {
+                    fail("the restore produced no files")
+                }
+            }
+            Err(err) => fail(format!("cannot read restored files: {err}")),
+        },
+    }
+}
+
+/// `PGUSER`/`PGPASSWORD` for tools that take separate connection options, from a sandbox URL.
+fn password_env(url: &str) -> Vec<(String, String)> {
+    let Some(rest) = url.strip_prefix("postgres://") else {
+        return vec![];
+    };
+    let Some((credentials, _)) = rest.split_once('@') else {
+        return vec![];
+    };
+    let (user, password) = credentials.split_once(':').unwrap_or((credentials, ""));
+    vec![
+        ("PGUSER".into(), user.to_owned()),
+        ("PGPASSWORD".into(), password.to_owned()),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn judge_booleans_and_bounds() {
+        assert!(judge(Some("t"), None, None).0);
+        assert_eq!(judge(Some("f"), None, None), (false, "expected true, got false".into()));
+        assert!(judge(Some("412"), Some(400.0), Some(500.0)).0);
+        assert!(!judge(Some("12"), Some(400.0), None).0);
+        assert!(!judge(Some("0"), None, None).0);
+        assert!(!judge(None, None, None).0);
+        assert!(!judge(Some("hello"), None, None).0);
+    }
+
+    #[test]
+    fn tolerances_parse() {
+        assert_eq!(tolerance(Some("5%")), Ok((0.05, true)));
+        assert_eq!(tolerance(Some("100")), Ok((100.0, false)));
+        assert!(tolerance(Some("lots")).is_err());
+    }
+
+    #[test]
+    fn drift_lists_both_directions() {
+        let restored: BTreeSet<String> = ["table public.a", "column public.a.x integer"].map(String::from).into();
+        let live: BTreeSet<String> = [
+            "table public.a",
+            "column public.a.x integer",
+            "column public.a.deposit numeric",
+            "extension pg_trgm",
+        ]
+        .map(String::from)
+        .into();
+        let drift = schema_drift(&restored, &live);
+        assert_eq!(drift.len(), 2);
+        assert!(drift.iter().any(|line| line.contains("deposit")));
+        assert!(drift.iter().any(|line| line.contains("pg_trgm")));
+    }
+}

@@ -1,0 +1,391 @@
+//! What a restore test found, in the words of DESIGN.md §4 and §7: runs with their measurements
+//! and runbooks, findings with evidence and remediation, and the binary verdict per asset.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use lifeboat_shared::findings::{Finding, FindingKind, Severity};
+use lifeboat_shared::protocol::Outcome;
+use serde::Serialize;
+use serde_json::json;
+
+use crate::config::{AssetConfig, BackupConfig};
+use crate::runner::checks::CheckReport;
+use crate::runner::{Candidate, age_seconds};
+
+/// One restore attempt.
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub backup: String,
+    pub recovery_point: String,
+    pub recovery_point_created_at: DateTime<Utc>,
+    /// Where the timestamp came from (archive header, backup label, ... or file mtime).
+    pub timestamp_source: String,
+    pub outcome: Outcome,
+    /// Whether the restore itself succeeded (checks may still have failed).
+    #[serde(skip)]
+    pub restored: bool,
+    /// Sandbox creation + restore.
+    pub restore_seconds: f64,
+    /// Sandbox creation until every check passed: the measured RTO.
+    pub rto_seconds: f64,
+    pub recovery_point_age_seconds: i64,
+    /// With `freshness`: age of the newest row in the restored data (the real data loss).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_age_seconds: Option<i64>,
+    pub checks: Vec<CheckReport>,
+    /// The exact commands that restored this point, in order, secrets as `${VAR}`.
+    pub runbook: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sandbox_kept: Option<String>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: DateTime<Utc>,
+}
+
+impl RunReport {
+    pub fn new(candidate: &Candidate, now: DateTime<Utc>) -> Self {
+        Self {
+            backup: candidate.backup.clone(),
+            recovery_point: candidate.point.id.clone(),
+            recovery_point_created_at: candidate.point.created_at,
+            timestamp_source: serde_json::to_value(candidate.point.timestamp_source)
+                .ok()
+                .and_then(|value| value.as_str().map(str::to_owned))
+                .unwrap_or_default(),
+            outcome: Outcome::Failed,
+            restored: false,
+            restore_seconds: 0.0,
+            rto_seconds: 0.0,
+            recovery_point_age_seconds: age_seconds(candidate.point.created_at, now),
+            data_age_seconds: None,
+            checks: Vec::new(),
+            runbook: Vec::new(),
+            error: None,
+            sandbox_kept: None,
+            started_at: now,
+            finished_at: now,
+        }
+    }
+
+    /// Records a failed restore.
+    pub fn fail_restore(&mut self, error: String) {
+        self.outcome = Outcome::Failed;
+        self.restored = false;
+        self.error = Some(error);
+    }
+
+    /// Records a successful restore.
+    pub fn restored(&mut self, runbook: Vec<String>, took: Duration) {
+        self.restored = true;
+        self.runbook = runbook;
+        self.restore_seconds = took.as_secs_f64();
+        self.rto_seconds = self.restore_seconds;
+    }
+}
+
+/// The verdict of one asset.
+#[derive(Debug, Clone, Serialize)]
+pub struct AssetReport {
+    pub asset: String,
+    pub recoverable: bool,
+    /// Worst first.
+    pub findings: Vec<Finding>,
+    pub runs: Vec<RunReport>,
+}
+
+impl AssetReport {
+    pub fn error(asset: &str, message: &str) -> Self {
+        Self {
+            asset: asset.to_owned(),
+            recoverable: false,
+            findings: vec![Finding::new(FindingKind::BackupMissing, asset, message)],
+            runs: Vec::new(),
+        }
+    }
+}
+
+/// `check` / `posture` output (DESIGN.md §7).
+#[derive(Debug, Clone, Serialize)]
+pub struct CheckOutput {
+    pub recoverable: bool,
+    pub assets: Vec<AssetReport>,
+}
+
+/// Formats a duration for people: `47 min`, `3 h`, `92 days`.
+pub fn human(seconds: f64) -> String {
+    let seconds = seconds.max(0.0);
+    if seconds < 120.0 {
+        format!("{seconds:.1} s")
+    } else if seconds < 2.0 * 3600.0 {
+        format!("{:.0} min", seconds / 60.0)
+    } else if seconds < 2.0 * 86_400.0 {
+        format!("{:.0} h", seconds / 3600.0)
+    } else {
+        format!("{:.0} days", seconds / 86_400.0)
+    }
+}
+
+fn when(time: DateTime<Utc>) -> String {
+    time.format("%Y-%m-%d %H:%M").to_string()
+}
+
+/// The finding for an asset without any recovery point.
+pub fn no_backup(asset: &AssetConfig, backups: &[&BackupConfig], problems: &[String]) -> AssetReport {
+    let name = asset.name.get_ref();
+    let sources: Vec<&str> = backups.iter().map(|backup| backup.name.get_ref().as_str()).collect();
+    let message = match (sources.as_slice(), problems.is_empty()) {
+        ([], _) => format!("No backup source is declared for {name}."),
+        (_, true) => format!("No backup of {name} was found in {}.", sources.join(", ")),
+        (_, false) => format!("No backup of {name} could be read: {}.", problems.join("; ")),
+    };
+    let finding = Finding::new(FindingKind::BackupMissing, name.as_str(), message)
+        .with_evidence(json!({"sources": sources, "problems": problems}))
+        .with_remediation(format!(
+            "Check that the backup job of {name} runs and writes to the declared path, and that the agent can read it."
+        ));
+    AssetReport {
+        asset: name.clone(),
+        recoverable: false,
+        findings: vec![finding],
+        runs: Vec::new(),
+    }
+}
+
+/// Turns the runs of one test into findings and the verdict (DESIGN.md §1 points 1–3).
+pub fn judge(asset: &AssetConfig, runs: Vec<RunReport>, now: DateTime<Utc>) -> AssetReport {
+    let name = asset.name.get_ref().clone();
+    let rpo = asset.rpo.as_secs() as f64;
+    let rto = asset.rto.as_secs() as f64;
+    let mut findings = Vec::new();
+
+    let good = runs.iter().find(|run| run.restored);
+    let first = runs.first();
+    if let Some(first) = first.filter(|run| !run.restored && run.outcome != Outcome::TimedOut) {
+        let newest_that_restores = good.map(|run| (run.recovery_point.clone(), run.recovery_point_created_at));
+        let good_within_rpo = good.is_some_and(|run| (run.recovery_point_age_seconds as f64) <= rpo);
+        let tail = match &newest_that_restores {
+            Some((point, created)) => format!(
+                " The newest backup that does restore is {point} from {} ({} old).",
+                when(*created),
+                human(age_seconds(*created, now) as f64)
+            ),
+            None => format!(" None of the {} older backups tried restores either.", runs.len() - 1),
+        };
+        let severity = if good_within_rpo {
+            Severity::High
+        } else {
+            Severity::Critical
+        };
+        findings.push(
+            Finding::new(
+                FindingKind::BackupUnrecoverable,
+                name.as_str(),
+                format!(
+                    "The newest backup ({}, {}) did not restore: {}.{tail}",
+                    first.recovery_point,
+                    when(first.recovery_point_created_at),
+                    first.error.as_deref().unwrap_or("unknown error")
+                ),
+            )
+            .with_severity(severity)
+            .with_evidence(json!({
+                "failed": runs.iter().filter(|run| !run.restored).map(|run| json!({
+                    "recovery_point": run.recovery_point, "backup": run.backup, "error": run.error,
+                })).collect::<Vec<_>>(),
+                "newest_that_restores": newest_that_restores.as_ref().map(|(point, created)| json!({"recovery_point": point, "created_at": created})),
+            }))
+            .with_remediation(format!(
+                "Run the backup job of {name} by hand and restore its output with the runbook of the last passing run; \
+                 fix the job before its older good backups expire."
+            )),
+        );
+    }
+    if let Some(timed_out) = runs.iter().find(|run| run.outcome == Outcome::TimedOut) {
+        findings.push(
+            Finding::new(
+                FindingKind::RestoreTimedOut,
+                name.as_str(),
+                format!(
+                    "The restore test of {name} did not finish: {}.",
+                    timed_out.error.as_deref().unwrap_or("timed out")
+                ),
+            )
+            .with_evidence(json!({"recovery_point": timed_out.recovery_point}))
+            .with_remediation("Raise the test's timeout if the data grew, or find what makes the restore hang."),
+        );
+    }
+    if let Some(run) = good {
+        for check in run.checks.iter().filter(|check| !check.passed) {
+            findings.push(
+                Finding::new(
+                    FindingKind::RestoreCheckFailed,
+                    name.as_str(),
+                    format!("Restored {name}, but check \"{}\" failed: {}.", check.name, check.message),
+                )
+                .with_evidence(json!({"check": check.name, "kind": check.kind, "recovery_point": run.recovery_point}))
+                .with_remediation(
+                    "Compare the backup's contents with production: a backup that restores but lacks the data is not a backup.",
+                ),
+            );
+        }
+        if run.outcome == Outcome::Passed && run.rto_seconds > rto {
+            findings.push(
+                Finding::new(
+                    FindingKind::RestoreRtoExceeded,
+                    name.as_str(),
+                    format!("Restoring {name} took {}; its RTO is {}.", human(run.rto_seconds), human(rto)),
+                )
+                .with_evidence(json!({"rto_seconds": run.rto_seconds, "rto_limit_seconds": rto}))
+                .with_remediation("Use a parallel-restorable format (custom or directory), restore on faster storage, or agree on a longer RTO."),
+            );
+        }
+        let drift: Vec<&String> = run.checks.iter().flat_map(|check| check.drift.iter()).collect();
+        if !drift.is_empty() {
+            let severity = if run.outcome == Outcome::Passed {
+                Severity::Info
+            } else {
+                Severity::High
+            };
+            findings.push(
+                Finding::new(
+                    FindingKind::DriftDetected,
+                    name.as_str(),
+                    format!(
+                        "Since the backup {}: {}.",
+                        run.recovery_point,
+                        drift
+                            .iter()
+                            .take(5)
+                            .map(|line| line.as_str())
+                            .collect::<Vec<_>>()
+                            .join("; ")
+                    ),
+                )
+                .with_severity(severity)
+                .with_evidence(json!({"differences": drift}))
+                .with_remediation("Expected after a migration; otherwise find who changed production."),
+            );
+        }
+    }
+    let recoverable_point = runs.iter().find(|run| run.outcome == Outcome::Passed);
+    match recoverable_point {
+        Some(run) if (run.recovery_point_age_seconds as f64) > rpo => findings.push(
+            Finding::new(
+                FindingKind::BackupStale,
+                name.as_str(),
+                format!(
+                    "The newest recoverable backup of {name} is {} old; its RPO is {}.",
+                    human(run.recovery_point_age_seconds as f64),
+                    human(rpo)
+                ),
+            )
+            .with_evidence(json!({"recovery_point": run.recovery_point, "age_seconds": run.recovery_point_age_seconds, "rpo_seconds": rpo}))
+            .with_remediation(format!("Make the backup job of {name} run at least every {}.", human(rpo))),
+        ),
+        _ => {}
+    }
+    findings.sort_by_key(|finding| std::cmp::Reverse(finding.severity));
+    let recoverable = recoverable_point
+        .is_some_and(|run| (run.recovery_point_age_seconds as f64) <= rpo && run.rto_seconds <= rto)
+        && !findings.iter().any(|finding| finding.severity == Severity::Critical);
+    AssetReport {
+        asset: name,
+        recoverable,
+        findings,
+        runs,
+    }
+}
+
+/// Renders the report for a terminal.
+pub fn render(output: &CheckOutput) -> String {
+    let mut text = String::new();
+    for asset in &output.assets {
+        let verdict = if asset.recoverable {
+            "RECOVERABLE"
+        } else {
+            "NOT RECOVERABLE"
+        };
+        text.push_str(&format!("\n{}: {verdict}\n", asset.asset));
+        for run in &asset.runs {
+            text.push_str(&format!(
+                "  {} {}/{} ({} old): restore {}, checks passed after {}\n",
+                run.outcome.as_str(),
+                run.backup,
+                run.recovery_point,
+                human(run.recovery_point_age_seconds as f64),
+                human(run.restore_seconds),
+                human(run.rto_seconds),
+            ));
+            if let Some(error) = &run.error {
+                text.push_str(&format!("    error: {error}\n"));
+            }
+            for check in &run.checks {
+                text.push_str(&format!(
+                    "    [{}] {}: {}\n",
+                    if check.passed { "ok" } else { "FAIL" },
+                    check.name,
+                    check.message
+                ));
+            }
+        }
+        for finding in &asset.findings {
+            text.push_str(&format!(
+                "  {} {}: {}\n",
+                finding.severity.as_str().to_uppercase(),
+                finding.kind,
+                finding.message
+            ));
+            if !finding.remediation.is_empty() {
+                text.push_str(&format!("    fix: {}\n", finding.remediation));
+            }
+        }
+    }
+    text.push_str(&format!(
+        "\n{}\n",
+        if output.recoverable {
+            "Every asset is recoverable."
+        } else {
+            "NOT every asset is recoverable."
+        }
+    ));
+    text
+}
+
+impl AssetReport {
+    /// The result sent to the coordinator for this report (through the spool).
+    pub fn to_result(&self, run_id: Option<lifeboat_shared::ids::RunId>) -> lifeboat_shared::protocol::RunResult {
+        let now = Utc::now();
+        let main = self
+            .runs
+            .iter()
+            .find(|run| run.outcome == Outcome::Passed)
+            .or_else(|| self.runs.first());
+        lifeboat_shared::protocol::RunResult {
+            result_id: lifeboat_shared::ids::ResultId::new(),
+            run_id,
+            asset: self.asset.clone(),
+            backup: main.map(|run| run.backup.clone()).unwrap_or_default(),
+            recovery_point: main.map(|run| run.recovery_point.clone()).unwrap_or_default(),
+            outcome: if self.recoverable {
+                Outcome::Passed
+            } else {
+                main.map_or(Outcome::Failed, |run| {
+                    if run.outcome == Outcome::Passed {
+                        Outcome::Failed
+                    } else {
+                        run.outcome
+                    }
+                })
+            },
+            started_at: self.runs.first().map_or(now, |run| run.started_at),
+            finished_at: self.runs.last().map_or(now, |run| run.finished_at),
+            restore_seconds: main.map_or(0.0, |run| run.restore_seconds),
+            rto_seconds: main.map_or(0.0, |run| run.rto_seconds),
+            recovery_point_age_seconds: main.map_or(0, |run| run.recovery_point_age_seconds),
+            findings: self.findings.clone(),
+            detail: json!({"recoverable": self.recoverable, "runs": self.runs}),
+        }
+    }
+}

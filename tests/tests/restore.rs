@@ -1,0 +1,580 @@
+//! The restore engine end to end: a real "production" PostgreSQL cluster loaded with the Chinook
+//! database (tests/fixtures, MIT), real pg_dump outputs in every format, and `lifeboat-agent
+//! check` as a process. Production runs with `log_statement = 'all'`: the tests assert that the
+//! agent sent it nothing but reads.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use lifeboat_tests::postgres::PgCluster;
+use lifeboat_tests::processes;
+use serde_json::Value;
+
+const CHINOOK_SQL: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/fixtures/chinook-postgres/Chinook_PostgreSql.sql"
+);
+
+struct Production {
+    cluster: PgCluster,
+    dir: tempfile::TempDir,
+}
+
+impl Production {
+    /// A production cluster with the Chinook database, logging every statement with its
+    /// application name.
+    async fn start() -> Self {
+        let cluster = PgCluster::start().await.expect("cluster");
+        cluster
+            .psql_file("postgres", Path::new(CHINOOK_SQL))
+            .await
+            .expect("load chinook");
+        cluster
+            .psql("postgres", "ALTER SYSTEM SET log_statement = 'all'")
+            .await
+            .expect("log_statement");
+        cluster
+            .psql("postgres", "ALTER SYSTEM SET log_line_prefix = 'app=%a '")
+            .await
+            .expect("prefix");
+        cluster
+            .psql("postgres", "SELECT pg_reload_conf()")
+            .await
+            .expect("reload");
+        Self {
+            cluster,
+            dir: tempfile::tempdir().expect("dir"),
+        }
+    }
+
+    fn url(&self) -> String {
+        self.cluster.url("chinook")
+    }
+
+    /// Runs pg_dump of `database` with `args` into `out`.
+    async fn dump(&self, database: &str, args: &[&str], out: &Path) {
+        std::fs::create_dir_all(out.parent().expect("parent")).expect("mkdir");
+        let output = tokio::process::Command::new(self.cluster.bin_dir().join("pg_dump"))
+            .args(args)
+            .arg("-f")
+            .arg(out)
+            .arg(self.cluster.url(database))
+            .output()
+            .await
+            .expect("pg_dump");
+        assert!(
+            output.status.success(),
+            "pg_dump: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    fn backup_dir(&self, name: &str) -> PathBuf {
+        let dir = self.dir.path().join("backups").join(name);
+        std::fs::create_dir_all(&dir).expect("mkdir");
+        dir
+    }
+
+    /// Every statement the agent sent to production (from the server log).
+    fn agent_statements(&self) -> Vec<String> {
+        let log = std::fs::read_to_string(self.cluster.log_path()).unwrap_or_default();
+        log.lines()
+            .filter(|line| line.contains("app=lifeboat-agent") && line.contains("statement: "))
+            .filter_map(|line| {
+                line.split_once("statement: ")
+                    .map(|(_, statement)| statement.to_owned())
+            })
+            .collect()
+    }
+
+    /// Asserts the agent sent production nothing but reads.
+    fn assert_read_only(&self) {
+        let statements = self.agent_statements();
+        for statement in &statements {
+            let lower = statement.trim_start().to_lowercase();
+            assert!(
+                lower.starts_with("select") || lower.starts_with("show") || lower.starts_with("with"),
+                "the agent sent production a non-read statement: {statement}"
+            );
+        }
+    }
+}
+
+/// Writes an agent config with the given asset/backup/test sections.
+fn agent_config(dir: &Path, body: &str) -> PathBuf {
+    let work = dir.join("agent-work");
+    let config = dir.join(format!("agent-{}.toml", uuid::Uuid::new_v4()));
+    std::fs::write(
+        &config,
+        format!(
+            "[agent]\ncoordinator = \"https://127.0.0.1:1\"\nidentity_dir = \"{}\"\nwork_dir = \"{}\"\n\n{body}",
+            dir.join("identity").display(),
+            work.display()
+        ),
+    )
+    .expect("write config");
+    config
+}
+
+fn postgres_asset(name: &str, url: &str, backup_dir: &Path, checks: &str) -> String {
+    format!(
+        r#"
+[[asset]]
+name = "{name}"
+kind = "postgres"
+url = "{url}"
+rpo = "24h"
+rto = "30m"
+freshness = "invoice.invoice_date"
+
+[[backup]]
+name = "{name}-dumps"
+asset = "{name}"
+kind = "pg_dump_dir"
+path = "{}"
+
+[[test]]
+asset = "{name}"
+schedule = "0 */6 * * *"
+timeout = "10m"
+{checks}
+"#,
+        backup_dir.display()
+    )
+}
+
+const CHECKS: &str = r#"
+  [[test.check]]
+  name = "412 invoices"
+  sql = "select count(*) = 412 from invoice"
+
+  [[test.check]]
+  name = "revenue"
+  sql = "select sum(total) from invoice"
+  min = 2328.5
+  max = 2328.7
+
+  [[test.check]]
+  name = "row counts match production"
+  row_counts = { tables = ["invoice", "invoice_line", "track", "customer"], tolerance = "1%" }
+
+  [[test.check]]
+  name = "schema"
+  schema = true
+
+  [[test.check]]
+  name = "no corruption"
+  integrity = true
+"#;
+
+async fn check(config: &Path) -> (i32, Value, String) {
+    let config = config.display().to_string();
+    let (code, stdout, stderr) = processes::run("lifeboat-agent", &["check", "--config", &config, "--output", "json"])
+        .await
+        .expect("run check");
+    let json = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+    (code, json, stderr)
+}
+
+fn asset<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["assets"]
+        .as_array()
+        .and_then(|assets| assets.iter().find(|asset| asset["asset"] == name))
+        .unwrap_or_else(|| panic!("no asset {name} in {report:#}"))
+}
+
+fn finding_kinds(asset: &Value) -> Vec<String> {
+    asset["findings"]
+        .as_array()
+        .map(|findings| {
+            findings
+                .iter()
+                .filter_map(|f| f["kind"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_dump_format_restores_and_passes_its_checks() {
+    let production = Production::start().await;
+    let formats: [(&str, &[&str], &str); 5] = [
+        ("custom", &["-Fc"], "chinook.dump"),
+        ("directory", &["-Fd"], "chinook.dir"),
+        ("tar", &["-Ft"], "chinook.tar"),
+        ("plain", &["-Fp"], "chinook.sql"),
+        ("plain-gz", &["-Fp", "-Z", "6"], "chinook.sql.gz"),
+    ];
+    let mut body = String::new();
+    for (name, args, file) in formats {
+        let dir = production.backup_dir(name);
+        production.dump("chinook", args, &dir.join(file)).await;
+        body.push_str(&postgres_asset(
+            &format!("chinook-{name}"),
+            &production.url(),
+            &dir,
+            CHECKS,
+        ));
+    }
+    let config = agent_config(production.dir.path(), &body);
+    let (code, report, stderr) = check(&config).await;
+    assert_eq!(code, 0, "check failed:\n{stderr}\n{report:#}");
+    assert_eq!(report["recoverable"], true);
+    for (name, _, _) in formats {
+        let asset = asset(&report, &format!("chinook-{name}"));
+        assert_eq!(asset["recoverable"], true, "{asset:#}");
+        let run = &asset["runs"][0];
+        assert_eq!(run["outcome"], "passed", "{run:#}");
+        assert!(run["restore_seconds"].as_f64().expect("restore_seconds") > 0.0);
+        assert!(run["rto_seconds"].as_f64().expect("rto") >= run["restore_seconds"].as_f64().expect("restore"));
+        assert!(run["recovery_point_age_seconds"].as_i64().expect("age") < 3600);
+        // Chinook's newest invoice is from 2025: the real data age is reported.
+        assert!(run["data_age_seconds"].as_i64().expect("data age") > 0);
+        let runbook = run["runbook"].as_array().expect("runbook");
+        assert!(runbook.iter().any(|line| {
+            let line = line.as_str().unwrap_or_default();
+            line.contains("pg_restore") || line.contains("psql")
+        }));
+        assert!(!runbook.iter().any(|line| {
+            line.as_str()
+                .unwrap_or_default()
+                .contains(production.cluster.password())
+        }));
+        assert!(
+            run["checks"]
+                .as_array()
+                .expect("checks")
+                .iter()
+                .all(|c| c["passed"] == true),
+            "{run:#}"
+        );
+    }
+    production.assert_read_only();
+    assert!(
+        !production.agent_statements().is_empty(),
+        "row_counts and schema must have read production"
+    );
+    // Every sandbox was removed.
+    let sandboxes = production.dir.path().join("agent-work/sandboxes");
+    let left: Vec<_> = std::fs::read_dir(&sandboxes)
+        .map(|d| d.flatten().collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "sandboxes left behind: {left:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn broken_backups_become_findings_not_crashes() {
+    let production = Production::start().await;
+    let mut body = String::new();
+
+    // Truncated custom dump.
+    let truncated = production.backup_dir("truncated");
+    production
+        .dump("chinook", &["-Fc"], &truncated.join("chinook.dump"))
+        .await;
+    let bytes = std::fs::read(truncated.join("chinook.dump")).expect("read");
+    std::fs::write(truncated.join("chinook.dump"), &bytes[..bytes.len() / 2]).expect("truncate");
+    body.push_str(&postgres_asset("truncated", &production.url(), &truncated, CHECKS));
+
+    // One flipped byte in the middle of a custom dump.
+    let flipped = production.backup_dir("flipped");
+    production
+        .dump("chinook", &["-Fc"], &flipped.join("chinook.dump"))
+        .await;
+    let mut bytes = std::fs::read(flipped.join("chinook.dump")).expect("read");
+    let middle = bytes.len() * 2 / 3;
+    bytes[middle] ^= 0xff;
+    std::fs::write(flipped.join("chinook.dump"), &bytes).expect("flip");
+    body.push_str(&postgres_asset("flipped", &production.url(), &flipped, CHECKS));
+
+    // A plain dump whose SQL fails half-way.
+    let plain = production.backup_dir("plain-broken");
+    production.dump("chinook", &["-Fp"], &plain.join("chinook.sql")).await;
+    let sql = std::fs::read_to_string(plain.join("chinook.sql")).expect("read");
+    let cut = sql.len() / 2;
+    let broken = format!("{}\nTHIS IS NOT SQL;\n{}", &sql[..cut], &sql[cut..]);
+    std::fs::write(plain.join("chinook.sql"), broken).expect("write");
+    body.push_str(&postgres_asset("plain-broken", &production.url(), &plain, CHECKS));
+
+    // An empty backup directory.
+    let empty = production.backup_dir("empty");
+    body.push_str(&postgres_asset("empty", &production.url(), &empty, CHECKS));
+
+    let config = agent_config(production.dir.path(), &body);
+    let (code, report, stderr) = check(&config).await;
+    assert_eq!(code, 1, "not recoverable must exit 1:\n{stderr}\n{report:#}");
+    assert_eq!(report["recoverable"], false);
+    for name in ["truncated", "flipped", "plain-broken"] {
+        let asset = asset(&report, name);
+        assert_eq!(asset["recoverable"], false, "{asset:#}");
+        let kinds = finding_kinds(asset);
+        assert!(
+            kinds.contains(&"backup.unrecoverable".to_owned()) || kinds.contains(&"restore.check_failed".to_owned()),
+            "{name}: {asset:#}"
+        );
+        let message = asset["findings"][0]["message"].as_str().unwrap_or_default();
+        assert!(!message.is_empty());
+    }
+    let empty = asset(&report, "empty");
+    assert_eq!(finding_kinds(empty), vec!["backup.missing".to_owned()]);
+    assert!(
+        empty["findings"][0]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("No backup of empty")
+    );
+    production.assert_read_only();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn newest_corrupt_older_good_names_the_good_one() {
+    let production = Production::start().await;
+    let dir = production.backup_dir("nightly");
+    production
+        .dump("chinook", &["-Fc"], &dir.join("chinook-older.dump"))
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    production
+        .dump("chinook", &["-Fc"], &dir.join("chinook-newest.dump"))
+        .await;
+    let bytes = std::fs::read(dir.join("chinook-newest.dump")).expect("read");
+    std::fs::write(dir.join("chinook-newest.dump"), &bytes[..bytes.len() / 3]).expect("truncate");
+
+    let config = agent_config(
+        production.dir.path(),
+        &postgres_asset("rentals-db", &production.url(), &dir, CHECKS),
+    );
+    let (code, report, stderr) = check(&config).await;
+    let asset = asset(&report, "rentals-db");
+    // The older backup restores and is within the RPO: still recoverable, with a high finding.
+    assert_eq!(code, 0, "{stderr}\n{report:#}");
+    assert_eq!(asset["recoverable"], true);
+    let finding = asset["findings"]
+        .as_array()
+        .and_then(|f| f.iter().find(|f| f["kind"] == "backup.unrecoverable"))
+        .unwrap_or_else(|| panic!("no backup.unrecoverable: {asset:#}"));
+    assert_eq!(finding["severity"], "high");
+    let message = finding["message"].as_str().unwrap_or_default();
+    assert!(message.contains("chinook-newest.dump"), "{message}");
+    assert!(
+        message.contains("chinook-older.dump"),
+        "the good backup is named: {message}"
+    );
+    assert_eq!(asset["runs"].as_array().map(Vec::len), Some(2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn missing_rows_fail_a_check_and_schema_changes_are_drift() {
+    let production = Production::start().await;
+    // A backup taken from a copy that lost most invoice lines.
+    production
+        .cluster
+        .psql("postgres", "CREATE DATABASE shrunk TEMPLATE chinook")
+        .await
+        .expect("copy");
+    production
+        .cluster
+        .psql("shrunk", "DELETE FROM invoice_line WHERE invoice_line_id > 100")
+        .await
+        .expect("delete");
+    let shrunk = production.backup_dir("shrunk");
+    production.dump("shrunk", &["-Fc"], &shrunk.join("shrunk.dump")).await;
+    // A faithful backup, after which production's schema changes.
+    let faithful = production.backup_dir("faithful");
+    production
+        .dump("chinook", &["-Fc"], &faithful.join("chinook.dump"))
+        .await;
+    production
+        .cluster
+        .psql("chinook", "ALTER TABLE invoice ADD COLUMN deposit numeric(10,2)")
+        .await
+        .expect("alter");
+
+    let mut body = postgres_asset("shrunk", &production.url(), &shrunk, CHECKS);
+    body.push_str(&postgres_asset("faithful", &production.url(), &faithful, CHECKS));
+    let config = agent_config(production.dir.path(), &body);
+    let (code, report, stderr) = check(&config).await;
+    assert_eq!(code, 1, "{stderr}\n{report:#}");
+
+    let shrunk = asset(&report, "shrunk");
+    assert_eq!(shrunk["recoverable"], false);
+    let failed = shrunk["findings"]
+        .as_array()
+        .and_then(|f| f.iter().find(|f| f["kind"] == "restore.check_failed"))
+        .unwrap_or_else(|| panic!("{shrunk:#}"));
+    let message = failed["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("row counts match production") && message.contains("invoice_line"),
+        "{message}"
+    );
+
+    let faithful = asset(&report, "faithful");
+    assert_eq!(faithful["recoverable"], true, "{faithful:#}");
+    let drift = faithful["findings"]
+        .as_array()
+        .and_then(|f| f.iter().find(|f| f["kind"] == "drift.detected"))
+        .unwrap_or_else(|| panic!("{faithful:#}"));
+    assert!(
+        drift["message"].as_str().unwrap_or_default().contains("deposit"),
+        "{drift:#}"
+    );
+    production.assert_read_only();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_started_against_the_sandbox_answers_http() {
+    let production = Production::start().await;
+    let dir = production.backup_dir("app");
+    production.dump("chinook", &["-Fc"], &dir.join("chinook.dump")).await;
+    // A small application written for this test: serves /health with the invoice count it reads
+    // from SANDBOX_DATABASE_URL through psql.
+    let app = production.dir.path().join("app.py");
+    std::fs::write(
+        &app,
+        format!(
+            r#"import http.server, os, subprocess, sys
+PSQL = "{psql}"
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        count = subprocess.run([PSQL, "-X", "-At", "-d", os.environ["SANDBOX_DATABASE_URL"], "-c", "select count(*) from invoice"], capture_output=True, text=True).stdout.strip()
+        status = 200 if self.path == "/health" and count == "412" else 503
+        self.send_response(status); self.end_headers(); self.wfile.write(("invoices=" + count).encode())
+    def log_message(self, *args): pass
+http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
+"#,
+            psql = production.cluster.bin_dir().join("psql").display()
+        ),
+    )
+    .expect("app");
+    let checks = format!(
+        r#"
+  [[test.check]]
+  name = "app serves invoices"
+  service = "python3 {} {{port}}"
+  http = "http://127.0.0.1:{{port}}/health"
+  expect_status = 200
+  expect_body = "invoices=412"
+"#,
+        app.display()
+    );
+    let config = agent_config(
+        production.dir.path(),
+        &postgres_asset("app-db", &production.url(), &dir, &checks),
+    );
+    let (code, report, stderr) = check(&config).await;
+    assert_eq!(code, 0, "{stderr}\n{report:#}");
+    let check = &asset(&report, "app-db")["runs"][0]["checks"][0];
+    assert_eq!(check["passed"], true, "{check:#}");
+}
+
+#[tokio::test]
+async fn check_exit_codes_follow_the_contract() {
+    let dir = tempfile::tempdir().expect("dir");
+    // Exit 2: the config is wrong, nothing runs.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(&bad, "[agent]\ncoordinator = \"https://x:1\"\n").expect("write");
+    let (code, _, stderr) = check(&bad).await;
+    assert_eq!(code, 2, "{stderr}");
+    assert!(stderr.contains("bad.toml"), "{stderr}");
+    // Exit 1 with a JSON report: an asset with no backups is not recoverable.
+    let empty = dir.path().join("none");
+    std::fs::create_dir_all(&empty).expect("mkdir");
+    let config = agent_config(
+        dir.path(),
+        &postgres_asset("db", "postgres://127.0.0.1:1/x", &empty, ""),
+    );
+    let (code, report, stderr) = check(&config).await;
+    assert_eq!(code, 1, "{stderr}");
+    assert_eq!(report["recoverable"], false);
+    assert_eq!(finding_kinds(asset(&report, "db")), vec!["backup.missing".to_owned()]);
+}
+
+/// Processes whose command line mentions `needle`.
+fn processes_mentioning(needle: &str) -> Vec<String> {
+    std::fs::read_dir("/proc")
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter_map(|entry| std::fs::read(entry.path().join("cmdline")).ok())
+                .map(|cmdline| String::from_utf8_lossy(&cmdline).replace('\0', " "))
+                .filter(|cmdline| cmdline.contains(needle))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_agent_killed_mid_restore_leaves_an_orphan_the_next_start_removes() {
+    let production = Production::start().await;
+    // Enough data that the restore takes a few seconds.
+    let pgbench = production.cluster.bin_dir().join("pgbench");
+    production
+        .cluster
+        .psql("postgres", "CREATE DATABASE bench")
+        .await
+        .expect("db");
+    let output = tokio::process::Command::new(&pgbench)
+        .args(["-i", "-s", "10", "-q"])
+        .arg(production.cluster.url("bench"))
+        .output()
+        .await
+        .expect("pgbench");
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let dir = production.backup_dir("bench");
+    production.dump("bench", &["-Fc"], &dir.join("bench.dump")).await;
+    let body = format!(
+        r#"
+[[asset]]
+name = "bench"
+kind = "postgres"
+url = "{}"
+
+[[backup]]
+name = "bench-dumps"
+asset = "bench"
+kind = "pg_dump_dir"
+path = "{}"
+
+[[test]]
+asset = "bench"
+schedule = "0 * * * *"
+
+  [[test.check]]
+  name = "accounts"
+  sql = "select count(*) = 1000000 from pgbench_accounts"
+"#,
+        production.cluster.url("bench"),
+        dir.display()
+    );
+    let config = agent_config(production.dir.path(), &body);
+    let sandboxes = production.dir.path().join("agent-work/sandboxes");
+    let log = production.dir.path().join("killed-agent.log");
+    let config_arg = config.display().to_string();
+    let agent = processes::ChildProcess::spawn("lifeboat-agent", &["check", "--config", &config_arg], &log, &[])
+        .expect("start check");
+    let sandbox_root = sandboxes.display().to_string();
+    let restoring = lifeboat_tests::eventually(Duration::from_secs(60), || {
+        let running = processes_mentioning(&sandbox_root);
+        async move { running.iter().any(|cmdline| cmdline.contains("postgres")) }
+    })
+    .await;
+    assert!(
+        restoring,
+        "no sandbox server appeared:\n{}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    agent.kill().await;
+    // The orphan: a sandbox directory and its server outlive the killed agent.
+    let orphans: Vec<_> = std::fs::read_dir(&sandboxes).expect("sandboxes").flatten().collect();
+    assert!(!orphans.is_empty(), "the kill left no orphan; the test proves nothing");
+    assert!(!processes_mentioning(&sandbox_root).is_empty());
+
+    // The next start sweeps it, then runs the test to completion.
+    let (code, report, stderr) = check(&config).await;
+    assert_eq!(code, 0, "{stderr}\n{report:#}");
+    let left: Vec<_> = std::fs::read_dir(&sandboxes).expect("sandboxes").flatten().collect();
+    assert!(left.is_empty(), "sandboxes left: {left:?}");
+    let still_running = processes_mentioning(&sandbox_root);
+    assert!(still_running.is_empty(), "processes left: {still_running:?}");
+}
