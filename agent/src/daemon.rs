@@ -1,6 +1,7 @@
 //! `lifeboat-agent run`: the daemon. Opens the spool, then runs the session and the certificate
 //! renewal side by side until SIGTERM or a fatal error (revoked, re-enrollment needed).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -12,6 +13,9 @@ use crate::identity::IdentityStore;
 use crate::reconnect::ReconnectPolicy;
 use crate::session::{AgentSession, SessionSettings};
 use crate::spool::Spool;
+
+/// The coordinator's id of the run executing now, for progress messages.
+type CurrentRun = Arc<std::sync::Mutex<Option<lifeboat_shared::ids::RunId>>>;
 
 /// Sent but unacknowledged results are sent again after this long.
 pub const RESEND_AFTER: Duration = Duration::from_secs(30);
@@ -41,14 +45,35 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
     );
 
     let (events, assignments) = tokio::sync::mpsc::unbounded_channel();
+    let (progress_tx, progress_rx) = tokio::sync::mpsc::channel(64);
+    let current_run: CurrentRun = Arc::default();
+    let reporting_run = current_run.clone();
     let runner = crate::runner::Runner::new(
         config.clone(),
-        Box::new(|progress: crate::runner::Progress| {
+        Box::new(move |progress: crate::runner::Progress| {
             tracing::info!(asset = %progress.asset, phase = %progress.phase, "run progress");
+            let run_id = reporting_run.lock().ok().and_then(|run| *run);
+            if let Some(run_id) = run_id {
+                let message = lifeboat_proto::v1::AgentMessage {
+                    body: Some(lifeboat_proto::v1::agent_message::Body::Progress(
+                        lifeboat_shared::protocol::RunProgress {
+                            run_id,
+                            phase: progress.phase.chars().take(200).collect(),
+                            bytes_done: 0,
+                            bytes_total: 0,
+                            objects_done: 0,
+                            elapsed_seconds: progress.elapsed.as_secs_f64(),
+                        }
+                        .into(),
+                    )),
+                };
+                // Progress is best effort: a full queue drops it.
+                let _full = progress_tx.try_send(message);
+            }
         }),
     )
     .context("prepare the restore runner")?;
-    let executor = tokio::spawn(execute_assignments(runner, spool.clone(), assignments));
+    let executor = tokio::spawn(execute_assignments(runner, spool.clone(), assignments, current_run));
     let session = AgentSession {
         settings: SessionSettings {
             coordinator: config.agent.coordinator.clone(),
@@ -60,6 +85,7 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
         identity: identity.clone(),
         spool,
         events: Some(events),
+        outbox: Some(Arc::new(tokio::sync::Mutex::new(progress_rx))),
     };
     let stop = shutdown.child_token();
     let renewal = crate::renewal::run(config.agent.coordinator.clone(), identity, stop.clone());
@@ -85,6 +111,7 @@ async fn execute_assignments(
     runner: crate::runner::Runner,
     spool: Spool,
     mut events: tokio::sync::mpsc::UnboundedReceiver<crate::session::SessionEvent>,
+    current_run: CurrentRun,
 ) {
     while let Some(event) = events.recv().await {
         let crate::session::SessionEvent::Assignment(assignment) = event else {
@@ -100,7 +127,13 @@ async fn execute_assignments(
             continue;
         };
         let run_id = lifeboat_shared::ids::RunId::parse(&assignment.run_id).ok();
+        if let Ok(mut current) = current_run.lock() {
+            *current = run_id;
+        }
         let report = runner.run_test(test).await;
+        if let Ok(mut current) = current_run.lock() {
+            *current = None;
+        }
         if let Err(err) = spool.put(&report.to_result(run_id)).await {
             tracing::error!(error = %err, asset = %assignment.asset, "cannot spool a run result");
         }

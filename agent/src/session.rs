@@ -74,6 +74,20 @@ pub struct AgentSession {
     pub identity: IdentityStore,
     pub spool: Spool,
     pub events: Option<mpsc::UnboundedSender<SessionEvent>>,
+    /// Extra messages to send while connected (run progress); dropped while disconnected,
+    /// because progress is only worth anything live.
+    pub outbox: Option<Outbox>,
+}
+
+/// Receiver of extra outbound messages, shared across reconnects.
+pub type Outbox = Arc<tokio::sync::Mutex<mpsc::Receiver<pb::AgentMessage>>>;
+
+/// Waits for the next extra message, or forever when there is no outbox.
+async fn next_extra(outbox: Option<&Outbox>) -> Option<pb::AgentMessage> {
+    match outbox {
+        Some(outbox) => outbox.lock().await.recv().await,
+        None => std::future::pending().await,
+    }
 }
 
 /// How one connection attempt ended.
@@ -221,6 +235,11 @@ impl AgentSession {
                         heartbeats_sent.pop_front();
                     }
                     if outbound.send(agent_message(pb::agent_message::Body::Heartbeat(beat.into()))).await.is_err() {
+                        return Ended::Retry("request stream closed".into());
+                    }
+                }
+                Some(extra) = next_extra(self.outbox.as_ref()) => {
+                    if outbound.send(extra).await.is_err() {
                         return Ended::Retry("request stream closed".into());
                     }
                 }

@@ -213,6 +213,7 @@ impl SimAgent {
             identity: identity.clone(),
             spool: spool.clone(),
             events: Some(events_tx),
+            outbox: None,
         };
         let shutdown = CancellationToken::new();
         // Like the daemon: the session and certificate renewal side by side.

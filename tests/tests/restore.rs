@@ -578,3 +578,118 @@ schedule = "0 * * * *"
     let still_running = processes_mentioning(&sandbox_root);
     assert!(still_running.is_empty(), "processes left: {still_running:?}");
 }
+
+const CHINOOK_SQLITE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/chinook-sqlite/Chinook_Sqlite.sqlite");
+
+#[tokio::test]
+async fn sqlite_copies_restore_and_production_is_opened_read_only() {
+    let dir = tempfile::tempdir().expect("dir");
+    let production = dir.path().join("prod/chinook.sqlite");
+    std::fs::create_dir_all(production.parent().expect("parent")).expect("mkdir");
+    std::fs::copy(CHINOOK_SQLITE, &production).expect("copy");
+    let before = std::fs::read(&production).expect("read");
+    let backups = dir.path().join("sqlite-backups");
+    std::fs::create_dir_all(&backups).expect("mkdir");
+    std::fs::copy(CHINOOK_SQLITE, backups.join("chinook-good.sqlite")).expect("copy");
+    let broken = dir.path().join("sqlite-broken");
+    std::fs::create_dir_all(&broken).expect("mkdir");
+    let bytes = std::fs::read(CHINOOK_SQLITE).expect("read");
+    std::fs::write(broken.join("chinook.sqlite"), &bytes[..bytes.len() / 2]).expect("truncate");
+
+    let asset = |name: &str, backup_dir: &Path| {
+        format!(
+            r#"
+[[asset]]
+name = "{name}"
+kind = "sqlite"
+path = "{}"
+
+[[backup]]
+name = "{name}-copies"
+asset = "{name}"
+kind = "sqlite_dir"
+path = "{}"
+
+[[test]]
+asset = "{name}"
+schedule = "0 * * * *"
+
+  [[test.check]]
+  name = "412 invoices"
+  sql = "select count(*) = 412 from Invoice"
+
+  [[test.check]]
+  name = "revenue"
+  sql = "select round(sum(Total), 2) from Invoice"
+  min = 2328.5
+  max = 2328.7
+
+  [[test.check]]
+  name = "row counts"
+  row_counts = {{ tables = ["Invoice", "Track"] }}
+
+  [[test.check]]
+  name = "schema"
+  schema = true
+
+  [[test.check]]
+  name = "integrity"
+  integrity = true
+"#,
+            production.display(),
+            backup_dir.display()
+        )
+    };
+    let mut body = asset("chinook-sqlite", &backups);
+    body.push_str(&asset("chinook-broken", &broken));
+    let config = agent_config(dir.path(), &body);
+    let (code, report, stderr) = check(&config).await;
+    assert_eq!(code, 1, "{stderr}\n{report:#}");
+    let good = asset_of(&report, "chinook-sqlite");
+    assert_eq!(good["recoverable"], true, "{good:#}");
+    assert!(good["runs"][0]["checks"].as_array().expect("checks").iter().all(|c| c["passed"] == true));
+    let bad = asset_of(&report, "chinook-broken");
+    assert_eq!(bad["recoverable"], false, "{bad:#}");
+    assert!(finding_kinds(bad).contains(&"backup.unrecoverable".to_owned()), "{bad:#}");
+    // Production was opened read-only: not a byte changed, no journal or WAL left beside it.
+    assert_eq!(std::fs::read(&production).expect("read"), before);
+    let siblings: Vec<_> = std::fs::read_dir(production.parent().expect("parent"))
+        .expect("dir")
+        .flatten()
+        .map(|entry| entry.file_name())
+        .collect();
+    assert_eq!(siblings.len(), 1, "{siblings:?}");
+}
+
+fn asset_of<'a>(report: &'a Value, name: &str) -> &'a Value {
+    asset(report, name)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dump_from_a_newer_postgresql_major_is_a_finding_not_a_crash() {
+    let production = Production::start().await;
+    let dir = production.backup_dir("newer");
+    let dump = dir.join("from-the-future.dump");
+    production.dump("chinook", &["-Fc"], &dump).await;
+    // Rewrite the header as PostgreSQL 17's pg_dump writes it: archive version 1.16 and a
+    // server version 17.x (same length, so every offset stays valid).
+    let mut bytes = std::fs::read(&dump).expect("read");
+    assert_eq!(&bytes[..5], b"PGDMP");
+    bytes[6] = 16;
+    let header_end = bytes.len().min(256);
+    let position = bytes[..header_end]
+        .windows(3)
+        .position(|window| window == b"15.")
+        .expect("server version in header");
+    bytes[position..position + 2].copy_from_slice(b"17");
+    std::fs::write(&dump, &bytes).expect("write");
+
+    let config = agent_config(production.dir.path(), &postgres_asset("future", &production.url(), &dir, CHECKS));
+    let (code, report, stderr) = check(&config).await;
+    assert_eq!(code, 1, "{stderr}\n{report:#}");
+    let asset = asset(&report, "future");
+    let finding = &asset["findings"][0];
+    assert_eq!(finding["kind"], "backup.unrecoverable", "{asset:#}");
+    let message = finding["message"].as_str().unwrap_or_default();
+    assert!(message.contains("newer") && message.contains("15"), "{message}");
+}

@@ -95,7 +95,18 @@ pub async fn restore_postgres(
                 "{}/pg_restore --no-owner --no-privileges --exit-on-error --jobs={jobs} --dbname=\"{runbook_url}\" {path}",
                 bin.display()
             ));
-            psql::run(command, "pg_restore", timeout).await?;
+            psql::run(command, "pg_restore", timeout).await.map_err(|err| {
+                let text = err.to_string();
+                if text.contains("unsupported version") {
+                    RestoreError::Tool(format!(
+                        "{text} (the dump was made by a newer pg_dump than this agent's PostgreSQL {} can read: \
+                         install a newer PostgreSQL major on the agent)",
+                        crate::capabilities::postgres_majors().last().copied().unwrap_or_default()
+                    ))
+                } else {
+                    RestoreError::Tool(text)
+                }
+            })?;
         }
         BackupFormat::PgPlain { gzip } => {
             let cat = if *gzip { "gzip -dc" } else { "cat" };
