@@ -567,6 +567,7 @@ impl Fleet {
             identity: IdentityStore::Memory(Arc::new(Mutex::new(identity))),
             spool: self.spool.clone(),
             events: Some(events_tx),
+            outbox: None,
         };
         let tally = self.tally.clone();
         let shutdown = self.shutdown.clone();
@@ -1360,8 +1361,8 @@ impl Summary {
         println!("== Summary (measured, not asserted; aims from the Foundation issue) ==");
         if let Some((connected, agents)) = self.connected {
             println!(
-                "connected sessions:                 {connected} of {agents} after the ramp (asked {})   aim 10,000",
-                options.agents
+                "{:<38}{connected} of {agents} after the ramp (asked {})   aim 10,000",
+                "connected sessions:", options.agents
             );
         }
         for (label, window) in [
@@ -1370,7 +1371,7 @@ impl Summary {
         ] {
             if let Some(window) = window {
                 println!(
-                    "{label:<36}{} up at its end, {} dropped during it",
+                    "{label:<38}{} up at its end, {} dropped during it",
                     window.up, window.dropped
                 );
             }
@@ -1381,7 +1382,7 @@ impl Summary {
         ] {
             if let Some(window) = window {
                 println!(
-                    "{label:<36}{} (p50 {}; 1 session p99 {})   aim ≤ 100 ms",
+                    "{label:<38}{} (p50 {}; 1 session p99 {})   aim ≤ 100 ms",
                     ms(window.round_trips.p99),
                     ms(window.round_trips.p50),
                     ms(single_p99)
@@ -1390,15 +1391,17 @@ impl Summary {
         }
         if let Some(window) = &self.hold_test {
             println!(
-                "coordinator CPU, beat 1 s:          {} cores of {}",
+                "{:<38}{} cores of {}",
+                "coordinator CPU, beat 1 s:",
                 cores_text(window.coordinator_cores),
                 std::thread::available_parallelism().map_or(0, std::num::NonZero::get)
             );
         }
         let kib = |value: Option<f64>| value.map_or("n/a".to_owned(), |kib| format!("{kib:.1} KiB"));
         println!(
-            "coordinator RSS per session:        {} (fresh process after restart, above a fresh idle \
-             coordinator); {} (first run, above idle after enrollment)   aim ≤ 100 KB",
+            "{:<38}{} (fresh process after restart, above a fresh idle coordinator); \
+             {} (first run, above idle after enrollment)   aim ≤ 100 KB",
+            "coordinator RSS per session:",
             kib(self.rss_per_session_fresh),
             kib(self.rss_per_session_test)
         );
@@ -1408,7 +1411,7 @@ impl Summary {
         ] {
             if let Some(restart) = restart {
                 println!(
-                    "{label:<36}{} ({} of {})   aim ≤ 60 s",
+                    "{label:<38}{} ({} of {})   aim ≤ 60 s",
                     restart
                         .from_stop
                         .map_or("n/a".to_owned(), |time| format!("{:.1} s", time.as_secs_f64())),
@@ -1423,14 +1426,14 @@ impl Summary {
         ] {
             match figures {
                 Some(figures) => println!(
-                    "{label:<36}{:.0}/s (naive 1 row/tx {}/s, store batches of 512 {}/s)   aim {aim}",
+                    "{label:<38}{:.0}/s (naive 1 row/tx {}/s, store batches of 512 {}/s)   aim {aim}",
                     figures.end_to_end,
                     figures.naive.map_or("n/a".to_owned(), |naive| format!("{naive:.0}")),
                     figures
                         .batched
                         .map_or("n/a".to_owned(), |batched| format!("{batched:.0}"))
                 ),
-                None => println!("{label:<36}not measured   aim {aim}"),
+                None => println!("{label:<38}not measured   aim {aim}"),
             }
         }
     }

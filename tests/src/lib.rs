@@ -4,11 +4,13 @@
 //!
 //! # Layout
 //!
+//! - [`agent_check`]: `lifeboat-agent check` as a process, and reading its JSON report.
 //! - [`cluster`]: an in-process coordinator with helpers to enroll and run simulated agents.
 //! - [`processes`]: the built binaries as child processes (killed on drop), config files.
 //! - [`postgres`]: throw-away PostgreSQL clusters.
 //! - [`raw`]: a byte-level gRPC codec for sending malformed messages.
 
+pub mod agent_check;
 pub mod cluster;
 pub mod postgres;
 pub mod processes;

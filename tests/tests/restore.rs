@@ -579,7 +579,10 @@ schedule = "0 * * * *"
     assert!(still_running.is_empty(), "processes left: {still_running:?}");
 }
 
-const CHINOOK_SQLITE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/chinook-sqlite/Chinook_Sqlite.sqlite");
+const CHINOOK_SQLITE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/fixtures/chinook-sqlite/Chinook_Sqlite.sqlite"
+);
 
 #[tokio::test]
 async fn sqlite_copies_restore_and_production_is_opened_read_only() {
@@ -647,10 +650,19 @@ schedule = "0 * * * *"
     assert_eq!(code, 1, "{stderr}\n{report:#}");
     let good = asset_of(&report, "chinook-sqlite");
     assert_eq!(good["recoverable"], true, "{good:#}");
-    assert!(good["runs"][0]["checks"].as_array().expect("checks").iter().all(|c| c["passed"] == true));
+    assert!(
+        good["runs"][0]["checks"]
+            .as_array()
+            .expect("checks")
+            .iter()
+            .all(|c| c["passed"] == true)
+    );
     let bad = asset_of(&report, "chinook-broken");
     assert_eq!(bad["recoverable"], false, "{bad:#}");
-    assert!(finding_kinds(bad).contains(&"backup.unrecoverable".to_owned()), "{bad:#}");
+    assert!(
+        finding_kinds(bad).contains(&"backup.unrecoverable".to_owned()),
+        "{bad:#}"
+    );
     // Production was opened read-only: not a byte changed, no journal or WAL left beside it.
     assert_eq!(std::fs::read(&production).expect("read"), before);
     let siblings: Vec<_> = std::fs::read_dir(production.parent().expect("parent"))
@@ -684,7 +696,10 @@ async fn a_dump_from_a_newer_postgresql_major_is_a_finding_not_a_crash() {
     bytes[position..position + 2].copy_from_slice(b"17");
     std::fs::write(&dump, &bytes).expect("write");
 
-    let config = agent_config(production.dir.path(), &postgres_asset("future", &production.url(), &dir, CHECKS));
+    let config = agent_config(
+        production.dir.path(),
+        &postgres_asset("future", &production.url(), &dir, CHECKS),
+    );
     let (code, report, stderr) = check(&config).await;
     assert_eq!(code, 1, "{stderr}\n{report:#}");
     let asset = asset(&report, "future");

@@ -9,6 +9,8 @@
 //!
 //! - [`psql`]: SQL through the real `psql` client; read-only production connections.
 //! - [`restore`]: restores per backup format, with their runbooks.
+//! - [`restore_basebackup`]: base backups, verified and started in a sandbox.
+//! - [`restore_restic`]: restic snapshots into a files sandbox.
 //! - [`checks`]: the declared business checks.
 //! - [`service`]: the `service` + `http` check.
 //! - [`report`]: findings, verdicts and the `check` output.
@@ -17,6 +19,8 @@ pub mod checks;
 pub mod psql;
 pub mod report;
 pub mod restore;
+pub mod restore_basebackup;
+pub mod restore_restic;
 pub mod service;
 
 use std::path::PathBuf;
@@ -221,33 +225,56 @@ impl Runner {
         let keep = test.keep_on_failure.map(Duration::from);
         match asset.kind {
             AssetKind::Postgres => {
-                let major = match sandbox::postgres::pick_major(
-                    candidate.point.server_major,
-                    &crate::capabilities::postgres_majors(),
-                ) {
+                // A base backup runs only on its own major; a dump restores into the same or newer.
+                let base_backup = matches!(
+                    candidate.point.format,
+                    BackupFormat::PgBaseBackupPlain | BackupFormat::PgBaseBackupTar
+                );
+                let major = match (base_backup, candidate.point.server_major) {
+                    (true, Some(major)) => Ok(major),
+                    _ => sandbox::postgres::pick_major(
+                        candidate.point.server_major,
+                        &crate::capabilities::postgres_majors(),
+                    ),
+                };
+                let major = match major {
                     Ok(major) => major,
                     Err(err) => {
                         run.fail_restore(err.to_string());
                         return run;
                     }
                 };
-                let sandbox = match self.sandboxes.create_postgres(run_id, major).await {
+                let created = if base_backup {
+                    self.sandboxes.create_postgres_for_base_backup(run_id, major)
+                } else {
+                    self.sandboxes.create_postgres(run_id, major).await
+                };
+                let mut sandbox = match created {
                     Ok(sandbox) => sandbox,
                     Err(err) => {
                         run.fail_restore(format!("cannot create a PostgreSQL {major} sandbox: {err}"));
                         return run;
                     }
                 };
-                match restore::restore_postgres(&candidate.point, &sandbox, timeout).await {
+                let (restored, database) = if base_backup {
+                    let url = asset.url.as_ref().map(|url| url.value.as_str());
+                    (
+                        restore_basebackup::restore_base_backup(&candidate.point, &mut sandbox, timeout).await,
+                        restore_basebackup::database_of(url),
+                    )
+                } else {
+                    (
+                        restore::restore_postgres(&candidate.point, &sandbox, timeout).await,
+                        restore::RESTORED_DATABASE.to_owned(),
+                    )
+                };
+                match restored {
                     Ok(runbook) => {
                         run.restored(runbook, restore_started.elapsed());
                         let target = Target::Postgres {
-                            connection: psql::Connection::sandbox(
-                                sandbox.bin_dir(),
-                                sandbox.url(restore::RESTORED_DATABASE),
-                            ),
+                            connection: psql::Connection::sandbox(sandbox.bin_dir(), sandbox.url(&database)),
                             bin_dir: sandbox.bin_dir().to_owned(),
-                            database: restore::RESTORED_DATABASE.to_owned(),
+                            database,
                             port: sandbox.port(),
                             socket_dir: sandbox.socket_dir().to_owned(),
                         };
@@ -273,7 +300,17 @@ impl Runner {
                         return run;
                     }
                 };
-                let restored = if asset.kind == AssetKind::Sqlite {
+                let restored = if candidate.point.format == BackupFormat::ResticSnapshot {
+                    let password = self
+                        .config
+                        .backup
+                        .iter()
+                        .find(|backup| backup.name.get_ref() == &candidate.backup)
+                        .and_then(restic_password);
+                    restore_restic::restore_restic(&candidate.point, password.as_deref(), &sandbox, timeout)
+                        .await
+                        .map(|(runbook, dir)| (runbook, Target::Files { dir }))
+                } else if asset.kind == AssetKind::Sqlite {
                     restore::restore_sqlite(&candidate.point, &sandbox)
                         .await
                         .map(|(runbook, path)| (runbook, Target::Sqlite { path }))

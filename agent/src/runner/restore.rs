@@ -101,7 +101,10 @@ pub async fn restore_postgres(
                     RestoreError::Tool(format!(
                         "{text} (the dump was made by a newer pg_dump than this agent's PostgreSQL {} can read: \
                          install a newer PostgreSQL major on the agent)",
-                        crate::capabilities::postgres_majors().last().copied().unwrap_or_default()
+                        crate::capabilities::postgres_majors()
+                            .last()
+                            .copied()
+                            .unwrap_or_default()
                     ))
                 } else {
                     RestoreError::Tool(text)

@@ -73,6 +73,23 @@ impl ServerUser {
         nix::unistd::chown(path, Some(self.uid), Some(self.gid))
             .map_err(|errno| SandboxError::io("give to the postgres user", path)(errno.into()))
     }
+
+    /// Gives `root` and everything under it to this user; symlinks are changed themselves, never
+    /// followed (a restored data directory may hold links pointing outside the sandbox).
+    pub(super) fn chown_tree(&self, root: &Path) -> Result<(), SandboxError> {
+        let (uid, gid) = (Some(self.uid.as_raw()), Some(self.gid.as_raw()));
+        let mut pending = vec![root.to_owned()];
+        while let Some(path) = pending.pop() {
+            std::os::unix::fs::lchown(&path, uid, gid).map_err(SandboxError::io("give to the postgres user", &path))?;
+            let meta = fs::symlink_metadata(&path).map_err(SandboxError::io("inspect", &path))?;
+            if meta.is_dir() {
+                for entry in fs::read_dir(&path).map_err(SandboxError::io("list", &path))? {
+                    pending.push(entry.map_err(SandboxError::io("list", &path))?.path());
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// `pg_ctl stop` shutdown modes.

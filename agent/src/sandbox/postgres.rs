@@ -29,6 +29,8 @@ use super::pg_tools::{ServerUser, StopMode, check, configure, read_from, tail};
 use super::process;
 use super::{CleanupOutcome, DATA_DIR, Sandbox, SandboxError, SandboxKind, SandboxRoot};
 
+mod restored;
+
 /// Where Debian and Ubuntu install PostgreSQL server binaries, one directory per major.
 const POSTGRES_LIB_DIR: &str = "/usr/lib/postgresql";
 /// The superuser every sandbox cluster is created with.
@@ -389,15 +391,19 @@ impl PostgresSandbox {
     }
 
     /// Server settings for a run: loopback and the sandbox's own socket only, no durability
-    /// (the cluster is thrown away), modest resources.
+    /// (the cluster is thrown away), modest resources. The rest overrides what a restored base
+    /// backup's own configuration may say about paths and programs outside the sandbox (another
+    /// `hba_file`, archiving, production's pid file, log directory or certificates).
     fn server_options(&self, port: u16) -> String {
         // The sandbox path was checked to need no quoting (`check_usable_path`).
         format!(
             "-c listen_addresses=127.0.0.1 -c port={port} -c unix_socket_directories={} \
              -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_wal_size=4GB \
              -c checkpoint_timeout=30min -c shared_buffers=128MB -c max_connections=40 \
-             -c log_min_messages=warning",
-            self.socket_dir().display()
+             -c log_min_messages=warning -c hba_file={data}/pg_hba.conf -c ident_file={data}/pg_ident.conf \
+             -c archive_mode=off -c ssl=off -c logging_collector=off -c external_pid_file=''",
+            self.socket_dir().display(),
+            data = self.data_dir.display()
         )
     }
 

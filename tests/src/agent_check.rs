@@ -1,0 +1,63 @@
+//! Running `lifeboat-agent check --output json` as a process against a written config, and
+//! reading its report: the helpers the restore end-to-end tests share.
+
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use crate::processes;
+
+/// Writes an agent config in `dir` with the given asset/backup/test sections; the agent's work
+/// directory (and so its sandboxes) is `dir/agent-work`.
+pub fn agent_config(dir: &Path, body: &str) -> PathBuf {
+    let work = dir.join("agent-work");
+    let config = dir.join(format!("agent-{}.toml", uuid::Uuid::new_v4()));
+    std::fs::write(
+        &config,
+        format!(
+            "[agent]\ncoordinator = \"https://127.0.0.1:1\"\nidentity_dir = \"{}\"\nwork_dir = \"{}\"\n\n{body}",
+            dir.join("identity").display(),
+            work.display()
+        ),
+    )
+    .expect("write config");
+    config
+}
+
+/// Runs `lifeboat-agent check --output json`; returns the exit code, the report and stderr.
+pub async fn check(config: &Path) -> (i32, Value, String) {
+    let config = config.display().to_string();
+    let (code, stdout, stderr) = processes::run("lifeboat-agent", &["check", "--config", &config, "--output", "json"])
+        .await
+        .expect("run check");
+    let json = serde_json::from_str(&stdout).unwrap_or(Value::Null);
+    (code, json, stderr)
+}
+
+/// The report of asset `name`.
+pub fn asset<'a>(report: &'a Value, name: &str) -> &'a Value {
+    report["assets"]
+        .as_array()
+        .and_then(|assets| assets.iter().find(|asset| asset["asset"] == name))
+        .unwrap_or_else(|| panic!("no asset {name} in {report:#}"))
+}
+
+/// The kinds of an asset's findings, in order.
+pub fn finding_kinds(asset: &Value) -> Vec<String> {
+    asset["findings"]
+        .as_array()
+        .map(|findings| {
+            findings
+                .iter()
+                .filter_map(|f| f["kind"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The sandboxes left in the agent work directory of a config written into `dir`.
+pub fn sandboxes_left(dir: &Path) -> Vec<PathBuf> {
+    std::fs::read_dir(dir.join("agent-work/sandboxes"))
+        .map(|entries| entries.flatten().map(|entry| entry.path()).collect())
+        .unwrap_or_default()
+}
