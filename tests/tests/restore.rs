@@ -6,9 +6,9 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use lifeboat_tests::agent_check::{agent_config, asset, check, finding_kinds};
 use lifeboat_tests::postgres::PgCluster;
 use lifeboat_tests::processes;
-use serde_json::Value;
 
 const CHINOOK_SQL: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -100,22 +100,6 @@ impl Production {
     }
 }
 
-/// Writes an agent config with the given asset/backup/test sections.
-fn agent_config(dir: &Path, body: &str) -> PathBuf {
-    let work = dir.join("agent-work");
-    let config = dir.join(format!("agent-{}.toml", uuid::Uuid::new_v4()));
-    std::fs::write(
-        &config,
-        format!(
-            "[agent]\ncoordinator = \"https://127.0.0.1:1\"\nidentity_dir = \"{}\"\nwork_dir = \"{}\"\n\n{body}",
-            dir.join("identity").display(),
-            work.display()
-        ),
-    )
-    .expect("write config");
-    config
-}
-
 fn postgres_asset(name: &str, url: &str, backup_dir: &Path, checks: &str) -> String {
     format!(
         r#"
@@ -166,34 +150,6 @@ const CHECKS: &str = r#"
   name = "no corruption"
   integrity = true
 "#;
-
-async fn check(config: &Path) -> (i32, Value, String) {
-    let config = config.display().to_string();
-    let (code, stdout, stderr) = processes::run("lifeboat-agent", &["check", "--config", &config, "--output", "json"])
-        .await
-        .expect("run check");
-    let json = serde_json::from_str(&stdout).unwrap_or(Value::Null);
-    (code, json, stderr)
-}
-
-fn asset<'a>(report: &'a Value, name: &str) -> &'a Value {
-    report["assets"]
-        .as_array()
-        .and_then(|assets| assets.iter().find(|asset| asset["asset"] == name))
-        .unwrap_or_else(|| panic!("no asset {name} in {report:#}"))
-}
-
-fn finding_kinds(asset: &Value) -> Vec<String> {
-    asset["findings"]
-        .as_array()
-        .map(|findings| {
-            findings
-                .iter()
-                .filter_map(|f| f["kind"].as_str().map(str::to_owned))
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_dump_format_restores_and_passes_its_checks() {
@@ -599,7 +555,7 @@ async fn sqlite_copies_restore_and_production_is_opened_read_only() {
     let bytes = std::fs::read(CHINOOK_SQLITE).expect("read");
     std::fs::write(broken.join("chinook.sqlite"), &bytes[..bytes.len() / 2]).expect("truncate");
 
-    let asset = |name: &str, backup_dir: &Path| {
+    let sqlite_asset = |name: &str, backup_dir: &Path| {
         format!(
             r#"
 [[asset]]
@@ -643,12 +599,12 @@ schedule = "0 * * * *"
             backup_dir.display()
         )
     };
-    let mut body = asset("chinook-sqlite", &backups);
-    body.push_str(&asset("chinook-broken", &broken));
+    let mut body = sqlite_asset("chinook-sqlite", &backups);
+    body.push_str(&sqlite_asset("chinook-broken", &broken));
     let config = agent_config(dir.path(), &body);
     let (code, report, stderr) = check(&config).await;
     assert_eq!(code, 1, "{stderr}\n{report:#}");
-    let good = asset_of(&report, "chinook-sqlite");
+    let good = asset(&report, "chinook-sqlite");
     assert_eq!(good["recoverable"], true, "{good:#}");
     assert!(
         good["runs"][0]["checks"]
@@ -657,7 +613,7 @@ schedule = "0 * * * *"
             .iter()
             .all(|c| c["passed"] == true)
     );
-    let bad = asset_of(&report, "chinook-broken");
+    let bad = asset(&report, "chinook-broken");
     assert_eq!(bad["recoverable"], false, "{bad:#}");
     assert!(
         finding_kinds(bad).contains(&"backup.unrecoverable".to_owned()),
@@ -671,10 +627,6 @@ schedule = "0 * * * *"
         .map(|entry| entry.file_name())
         .collect();
     assert_eq!(siblings.len(), 1, "{siblings:?}");
-}
-
-fn asset_of<'a>(report: &'a Value, name: &str) -> &'a Value {
-    asset(report, name)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
