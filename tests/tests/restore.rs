@@ -660,3 +660,153 @@ async fn a_dump_from_a_newer_postgresql_major_is_a_finding_not_a_crash() {
     let message = finding["message"].as_str().unwrap_or_default();
     assert!(message.contains("newer") && message.contains("15"), "{message}");
 }
+
+const SAKILA_SCHEMA: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/fixtures/sakila-postgres/postgres-sakila-schema.sql"
+);
+const SAKILA_DATA: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/fixtures/sakila-postgres/postgres-sakila-insert-data-using-copy.sql"
+);
+
+/// A generated rental business: customers and bookings, the newest booking made just now.
+const RENTALS_SQL: &str = "
+create table customers (id serial primary key, name text not null, created_at timestamptz not null);
+create table bookings (
+  id bigserial primary key,
+  customer_id int not null references customers,
+  starts_on date not null,
+  created_at timestamptz not null
+);
+create index bookings_created_at on bookings (created_at);
+insert into customers (name, created_at)
+  select 'customer ' || g, now() - (g || ' hours')::interval from generate_series(1, 2000) g;
+insert into bookings (customer_id, starts_on, created_at)
+  select 1 + (g % 2000), current_date + (g % 90), now() - ((g % 720) || ' hours')::interval
+  from generate_series(1, 50000) g;
+";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sakila_and_a_generated_rental_business_restore_with_business_checks() {
+    let production = Production::start().await;
+    let cluster = &production.cluster;
+    cluster.psql("postgres", "CREATE ROLE postgres").await.expect("role");
+    cluster.psql("postgres", "CREATE DATABASE sakila").await.expect("db");
+    cluster
+        .psql_file("sakila", Path::new(SAKILA_SCHEMA))
+        .await
+        .expect("sakila schema");
+    cluster
+        .psql_file("sakila", Path::new(SAKILA_DATA))
+        .await
+        .expect("sakila data");
+    cluster.psql("postgres", "CREATE DATABASE rentals").await.expect("db");
+    cluster.psql("rentals", RENTALS_SQL).await.expect("rentals");
+
+    let sakila_dir = production.backup_dir("sakila");
+    production
+        .dump("sakila", &["-Fc"], &sakila_dir.join("sakila.dump"))
+        .await;
+    let rentals_dir = production.backup_dir("rentals");
+    production
+        .dump("rentals", &["-Fd"], &rentals_dir.join("rentals.dir"))
+        .await;
+
+    let body = format!(
+        r#"
+[[asset]]
+name = "sakila"
+kind = "postgres"
+url = "{sakila_url}"
+rpo = "24h"
+rto = "30m"
+
+[[backup]]
+name = "sakila-nightly"
+asset = "sakila"
+kind = "pg_dump_dir"
+path = "{sakila_dir}"
+
+[[test]]
+asset = "sakila"
+schedule = "0 */6 * * *"
+
+  [[test.check]]
+  name = "every rental is there"
+  sql = "select count(*) = 16044 from rental"
+
+  [[test.check]]
+  name = "every payment is there"
+  sql = "select count(*) from payment"
+  min = 16049
+  max = 16049
+
+  [[test.check]]
+  name = "row counts match production"
+  row_counts = {{ tables = ["rental", "payment", "customer", "film"] }}
+
+[[asset]]
+name = "rentals-db"
+kind = "postgres"
+url = "{rentals_url}"
+rpo = "24h"
+rto = "30m"
+freshness = "bookings.created_at"
+
+[[backup]]
+name = "rentals-nightly"
+asset = "rentals-db"
+kind = "pg_dump_dir"
+path = "{rentals_dir}"
+
+[[test]]
+asset = "rentals-db"
+schedule = "0 */6 * * *"
+
+  [[test.check]]
+  name = "recent bookings exist"
+  sql = "select count(*) > 0 from bookings where created_at > now() - interval '30 days'"
+
+  [[test.check]]
+  name = "row counts match production"
+  row_counts = {{ tables = ["bookings", "customers"], tolerance = "5%" }}
+
+  [[test.check]]
+  name = "a booking can be made"
+  transaction = "insert into bookings (customer_id, starts_on, created_at) values (1, current_date, now())"
+"#,
+        sakila_url = cluster.url("sakila"),
+        sakila_dir = sakila_dir.display(),
+        rentals_url = cluster.url("rentals"),
+        rentals_dir = rentals_dir.display(),
+    );
+    let config = agent_config(production.dir.path(), &body);
+    let (code, report, stderr) = check(&config).await;
+    assert_eq!(code, 0, "{stderr}\n{report:#}");
+    for name in ["sakila", "rentals-db"] {
+        let asset = asset(&report, name);
+        assert_eq!(asset["recoverable"], true, "{asset:#}");
+        assert!(
+            asset["runs"][0]["checks"]
+                .as_array()
+                .expect("checks")
+                .iter()
+                .all(|c| c["passed"] == true)
+        );
+    }
+    // The newest booking was made at load time: the real data age is minutes, not hours.
+    let data_age = asset(&report, "rentals-db")["runs"][0]["data_age_seconds"]
+        .as_i64()
+        .expect("data age");
+    assert!((0..3600).contains(&data_age), "data age {data_age}");
+    // The transaction check wrote to the sandbox only: production still has 50,000 bookings.
+    assert_eq!(
+        cluster
+            .psql("rentals", "select count(*) from bookings")
+            .await
+            .expect("count"),
+        "50000"
+    );
+    production.assert_read_only();
+}
