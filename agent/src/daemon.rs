@@ -59,8 +59,8 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
                         lifeboat_shared::protocol::RunProgress {
                             run_id,
                             phase: progress.phase.chars().take(200).collect(),
-                            bytes_done: 0,
-                            bytes_total: 0,
+                            bytes_done: progress.bytes_done,
+                            bytes_total: progress.bytes_total,
                             objects_done: 0,
                             elapsed_seconds: progress.elapsed.as_secs_f64(),
                         }

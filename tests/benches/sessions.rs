@@ -317,6 +317,7 @@ async fn sessions_bench(dir: &Path, options: &BenchOptions, summary: &mut Summar
 
     // All sessions, ramped: at most `connect_concurrency` handshakes in flight.
     let ramp_started = Instant::now();
+    let failed_before = fleet.failed_attempts();
     fleet.mark_connect_start();
     let gate = Arc::new(Semaphore::new(options.connect_concurrency));
     let connect_limit = Duration::from_secs(300).max(Duration::from_millis(30 * agents as u64));
@@ -336,11 +337,14 @@ async fn sessions_bench(dir: &Path, options: &BenchOptions, summary: &mut Summar
     let connected = fleet.up_count();
     let ramp_times = fleet.connect_times(ramp_started);
     println!(
-        "{connected} of {agents} sessions up; the ramp (at most {} handshakes at once) connected {} more: {}",
+        "{connected} of {agents} sessions up; the ramp (at most {} handshakes at once) connected {} more: {}; \
+         failed attempts: {}",
         options.connect_concurrency,
         ramp_times.len(),
-        ConnectTimes(&ramp_times)
+        ConnectTimes(&ramp_times),
+        fleet.failed_attempts() - failed_before
     );
+    println!("load average after the ramp: {}", load_average().unwrap_or_default());
     summary.connected = Some((connected, agents));
 
     // Hold: round trips, RSS and CPU with every session up.
@@ -354,6 +358,7 @@ async fn sessions_bench(dir: &Path, options: &BenchOptions, summary: &mut Summar
     // Graceful restart (SIGTERM) with every session up.
     println!();
     println!("-- restart: SIGTERM, wait for exit, start again (same config) --");
+    let failed_before = fleet.failed_attempts();
     let stop_started = Instant::now();
     let exit = coordinator.terminate().await;
     let stopped = Instant::now();
@@ -373,6 +378,7 @@ async fn sessions_bench(dir: &Path, options: &BenchOptions, summary: &mut Summar
         stop_started,
         listening,
         fleet.connect_times(listening),
+        fleet.failed_attempts() - failed_before,
     );
     graceful.print();
     summary.restart_graceful = Some(graceful);
@@ -385,6 +391,7 @@ async fn sessions_bench(dir: &Path, options: &BenchOptions, summary: &mut Summar
     );
     println!("-- crash: SIGKILL, start again with the production defaults --");
     write_coordinator_config(&coordinator, None, PRODUCTION_LIVENESS)?;
+    let failed_before = fleet.failed_attempts();
     let kill_started = Instant::now();
     coordinator.kill().await;
     fleet.mark_connect_start();
@@ -401,6 +408,7 @@ async fn sessions_bench(dir: &Path, options: &BenchOptions, summary: &mut Summar
         kill_started,
         listening,
         fleet.connect_times(listening),
+        fleet.failed_attempts() - failed_before,
     );
     crash.print();
     summary.restart_crash = Some(crash);
@@ -512,6 +520,9 @@ struct Tally {
     connected_at: Vec<Option<Instant>>,
     connected_since_mark: usize,
     disconnections: u64,
+    /// Connection attempts that ended before a session was up (refused, handshake or Welcome
+    /// timeout): each costs the agent a backoff delay.
+    failed_attempts: u64,
     /// Heartbeat round trips, collected while `recording`.
     round_trips: Vec<Duration>,
     recording: bool,
@@ -531,6 +542,7 @@ impl Fleet {
                 connected_at: vec![None; agents],
                 connected_since_mark: 0,
                 disconnections: 0,
+                failed_attempts: 0,
                 round_trips: Vec::new(),
                 recording: false,
                 fatal: Vec::new(),
@@ -648,6 +660,11 @@ impl Fleet {
         self.tally().up_count
     }
 
+    /// Connection attempts that failed so far.
+    fn failed_attempts(&self) -> u64 {
+        self.tally().failed_attempts
+    }
+
     fn record_round_trips(&self, on: bool) {
         let mut tally = self.tally();
         tally.recording = on;
@@ -673,6 +690,7 @@ impl Fleet {
         let disconnections_before = self.tally().disconnections;
         let coordinator_cpu_before = pid.and_then(|pid| cpu_ticks(&pid.to_string()));
         let bench_cpu_before = cpu_ticks("self");
+        let machine_before = machine_busy_ticks();
         let started = Instant::now();
         self.record_round_trips(true);
         tokio::time::sleep(hold).await;
@@ -684,6 +702,9 @@ impl Fleet {
             .map(|(after, before)| cores(after.saturating_sub(before), elapsed));
         let bench_cores = cpu_ticks("self")
             .zip(bench_cpu_before)
+            .map(|(after, before)| cores(after.saturating_sub(before), elapsed));
+        let machine_cores = machine_busy_ticks()
+            .zip(machine_before)
             .map(|(after, before)| cores(after.saturating_sub(before), elapsed));
         let tally = self.tally();
         Window {
@@ -697,6 +718,8 @@ impl Fleet {
             bench_rss: rss_kib("self"),
             coordinator_cores,
             bench_cores,
+            machine_cores,
+            load_average: load_average(),
         }
     }
 
@@ -731,6 +754,8 @@ impl Tally {
             self.up[index] = false;
             self.up_count -= 1;
             self.disconnections += 1;
+        } else {
+            self.failed_attempts += 1;
         }
     }
 }
@@ -752,6 +777,9 @@ struct Window {
     bench_rss: Option<u64>,
     coordinator_cores: Option<f64>,
     bench_cores: Option<f64>,
+    /// Busy cores of the whole machine: the difference to the two above is other processes.
+    machine_cores: Option<f64>,
+    load_average: Option<String>,
 }
 
 impl Window {
@@ -771,7 +799,7 @@ impl Window {
             self.dropped
         );
         println!(
-            "heartbeat acks received: {:.0}/s (the agents send {:.0}/s: one per {} s each)",
+            "heartbeat acks received: {:.0}/s (nominal send rate {:.0}/s: one per {} s per session)",
             self.acks_per_second, self.expected_per_second, liveness.heartbeat_secs
         );
         println!("heartbeat round trip, {} sessions: {}", self.up, self.round_trips);
@@ -788,11 +816,13 @@ impl Window {
                 .map_or("n/a".to_owned(), |kib| format!("{kib:.1} KiB"))
         );
         println!(
-            "CPU: coordinator {} cores, bench process (all simulated agents) {} cores, of {} \
-             (bench RSS {})",
+            "CPU: coordinator {} cores, bench process (all simulated agents) {} cores, whole machine {} \
+             of {} (load average at the end: {}); bench RSS {}",
             cores_text(self.coordinator_cores),
             cores_text(self.bench_cores),
+            cores_text(self.machine_cores),
             std::thread::available_parallelism().map_or(0, std::num::NonZero::get),
+            self.load_average.as_deref().unwrap_or("n/a"),
             kib_text(self.bench_rss)
         );
     }
@@ -807,6 +837,8 @@ struct Reconnection {
     from_stop: Option<Duration>,
     /// From the new process listening to each agent's first session.
     from_listening: Vec<Duration>,
+    /// Attempts that failed on the way (refused while down, handshake or Welcome timeouts).
+    failed_attempts: u64,
 }
 
 impl Reconnection {
@@ -816,6 +848,7 @@ impl Reconnection {
         stop_started: Instant,
         listening: Instant,
         from_listening: Vec<Duration>,
+        failed_attempts: u64,
     ) -> Self {
         let from_stop = from_listening.last().map(|last| (listening - stop_started) + *last);
         Self {
@@ -823,6 +856,7 @@ impl Reconnection {
             agents,
             from_stop,
             from_listening,
+            failed_attempts,
         }
     }
 
@@ -835,8 +869,9 @@ impl Reconnection {
                 .map_or("n/a".to_owned(), |time| format!("{:.1} s", time.as_secs_f64()))
         );
         println!(
-            "  after the new process listened: {}",
-            ConnectTimes(&self.from_listening)
+            "  after the new process listened: {}; failed attempts: {}",
+            ConnectTimes(&self.from_listening),
+            self.failed_attempts
         );
     }
 }
@@ -1244,6 +1279,30 @@ fn cpu_ticks(process: &str) -> Option<u64> {
     let user: u64 = fields.get(11)?.parse().ok()?;
     let system: u64 = fields.get(12)?.parse().ok()?;
     Some(user + system)
+}
+
+/// Busy CPU time of the whole machine (the `cpu` line of `/proc/stat` minus idle and iowait),
+/// in clock ticks.
+fn machine_busy_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let ticks: Vec<u64> = stat
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .map(str::parse)
+        .collect::<Result<_, _>>()
+        .ok()?;
+    let idle = ticks.get(3)? + ticks.get(4)?;
+    // guest time is already counted in user time
+    let total: u64 = ticks.iter().take(8).sum();
+    Some(total - idle)
+}
+
+/// The 1, 5 and 15 minute load averages.
+fn load_average() -> Option<String> {
+    let text = std::fs::read_to_string("/proc/loadavg").ok()?;
+    Some(text.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
 }
 
 /// Cores busy on average, from clock ticks over `elapsed` (`USER_HZ` is 100 on Linux).

@@ -229,6 +229,10 @@ timeout = "10m"
   [[test.check]]
   name = "files were restored"
   command = 'test -n "$(ls -A "$SANDBOX_PATH")"'
+
+  [[test.check]]
+  name = "repository integrity"
+  integrity = true
 "#,
         repo.display(),
         password_file.display()
@@ -260,6 +264,15 @@ async fn restic_snapshots_restore_and_damage_or_a_wrong_password_become_findings
     assert_eq!(intact["recoverable"], true, "{intact:#}");
     let run = &intact["runs"][0];
     assert_eq!(run["outcome"], "passed", "{run:#}");
+    let integrity = &run["checks"][1];
+    assert_eq!(integrity["passed"], true, "{integrity:#}");
+    assert!(
+        integrity["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("restic check"),
+        "{integrity:#}"
+    );
     let runbook = run["runbook"].to_string();
     assert!(runbook.contains("${RESTIC_PASSWORD}"), "{runbook}");
     assert!(!runbook.contains(RESTIC_PASSWORD), "{runbook}");

@@ -26,8 +26,26 @@ pub enum Target {
     },
     /// A restored SQLite file (a copy in a sandbox).
     Sqlite { path: PathBuf },
-    /// Restored files in a sandbox directory.
-    Files { dir: PathBuf },
+    /// Restored files in a sandbox directory; `restic` when they came from a restic snapshot.
+    Files {
+        dir: PathBuf,
+        restic: Option<ResticRepository>,
+    },
+}
+
+/// The restic repository a files restore came from, for the `integrity` check.
+#[derive(Clone)]
+pub struct ResticRepository {
+    pub path: PathBuf,
+    pub password: Option<String>,
+}
+
+impl std::fmt::Debug for ResticRepository {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResticRepository")
+            .field("path", &self.path)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The production side of comparisons, always opened read-only.
@@ -408,7 +426,7 @@ pub fn sandbox_env(target: &Target) -> Vec<(String, String)> {
             ("SANDBOX_DATABASE_URL".into(), format!("sqlite://{}", path.display())),
             ("SANDBOX_PATH".into(), path.display().to_string()),
         ],
-        Target::Files { dir } => vec![("SANDBOX_PATH".into(), dir.display().to_string())],
+        Target::Files { dir, .. } => vec![("SANDBOX_PATH".into(), dir.display().to_string())],
     }
 }
 
@@ -452,7 +470,25 @@ async fn integrity_check(target: &Target, timeout: Duration) -> Outcome {
             Ok(value) => fail(format!("PRAGMA integrity_check: {}", value.unwrap_or_default())),
             Err(err) => fail(format!("PRAGMA integrity_check failed: {err}")),
         },
-        Target::Files { dir } => match std::fs::read_dir(dir) {
+        Target::Files {
+            restic: Some(repository),
+            ..
+        } => {
+            // Reads a tenth of the pack files back and checks their hashes, plus the structure.
+            let mut command = tokio::process::Command::new("restic");
+            command
+                .arg("--repo")
+                .arg(&repository.path)
+                .args(["--no-cache", "--no-lock", "check", "--read-data-subset=10%"])
+                .env_remove("RESTIC_PASSWORD_FILE")
+                .env_remove("RESTIC_PASSWORD_COMMAND")
+                .env("RESTIC_PASSWORD", repository.password.as_deref().unwrap_or_default());
+            match psql::run(command, "restic", timeout).await {
+                Ok(_) => (true, "restic check --read-data-subset=10%: no errors".into(), vec![]),
+                Err(err) => fail(format!("restic check: {err}")),
+            }
+        }
+        Target::Files { dir, restic: None } => match std::fs::read_dir(dir) {
             Ok(entries) => {
                 if entries.count() > 0 {
                     (true, "restored files are readable".into(), vec![])

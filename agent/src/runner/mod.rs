@@ -44,6 +44,10 @@ pub struct Progress {
     pub asset: String,
     pub phase: String,
     pub elapsed: Duration,
+    /// Bytes of the recovery point restored so far (0 at the start of a restore, all of them
+    /// once it is restored); `bytes_total` is the recovery point's size.
+    pub bytes_done: u64,
+    pub bytes_total: u64,
 }
 
 /// Runs restore tests for the assets of one agent configuration.
@@ -83,10 +87,16 @@ impl Runner {
     }
 
     fn progress(&self, asset: &str, phase: impl Into<String>, started: Instant) {
+        self.progress_bytes(asset, phase, started, 0, 0);
+    }
+
+    fn progress_bytes(&self, asset: &str, phase: impl Into<String>, started: Instant, done: u64, total: u64) {
         (self.on_progress)(Progress {
             asset: asset.to_owned(),
             phase: phase.into(),
             elapsed: started.elapsed(),
+            bytes_done: done,
+            bytes_total: total,
         });
     }
 
@@ -179,7 +189,8 @@ impl Runner {
         let asset_name = asset.name.get_ref().as_str();
         let run_id = lifeboat_shared::ids::RunId::new();
         let run_started_at = Utc::now();
-        self.progress(
+        let size = candidate.point.size_bytes;
+        self.progress_bytes(
             asset_name,
             format!(
                 "restoring {} from {} ({})",
@@ -188,6 +199,8 @@ impl Runner {
                 format_name(&candidate.point.format)
             ),
             started,
+            0,
+            size,
         );
         let timeout: Duration = test.timeout.into();
         let attempt = self.restore_and_check(asset, test, candidate, run_id, timeout);
@@ -203,10 +216,13 @@ impl Runner {
         };
         run.started_at = run_started_at;
         run.finished_at = Utc::now();
-        self.progress(
+        let restored_bytes = if run.restored { size } else { 0 };
+        self.progress_bytes(
             asset_name,
             format!("{} ({})", run.outcome.as_str(), candidate.point.id),
             started,
+            restored_bytes,
+            size,
         );
         run
     }
@@ -307,9 +323,19 @@ impl Runner {
                         .iter()
                         .find(|backup| backup.name.get_ref() == &candidate.backup)
                         .and_then(restic_password);
+                    let repository = checks::ResticRepository {
+                        path: candidate.point.path.clone(),
+                        password: password.clone(),
+                    };
                     restore_restic::restore_restic(&candidate.point, password.as_deref(), &sandbox, timeout)
                         .await
-                        .map(|(runbook, dir)| (runbook, Target::Files { dir }))
+                        .map(|(runbook, dir)| {
+                            let target = Target::Files {
+                                dir,
+                                restic: Some(repository),
+                            };
+                            (runbook, target)
+                        })
                 } else if asset.kind == AssetKind::Sqlite {
                     restore::restore_sqlite(&candidate.point, &sandbox)
                         .await
@@ -317,7 +343,7 @@ impl Runner {
                 } else {
                     restore::restore_files(&candidate.point, &sandbox, timeout)
                         .await
-                        .map(|(runbook, dir)| (runbook, Target::Files { dir }))
+                        .map(|(runbook, dir)| (runbook, Target::Files { dir, restic: None }))
                 };
                 match restored {
                     Ok((runbook, target)) => {
