@@ -36,7 +36,7 @@
 //! Opt-in per test, with a TTL: `cleanup(failed = true, keep_on_failure = Some(ttl))` stops the
 //! server but keeps the directory, writing `keep_until` into the marker; the janitor removes it
 //! once that time has passed. To inspect a kept PostgreSQL sandbox, start it as the user that owns
-//! the directory (`postgres` when the agent runs as root). It then listens only on the Unix socket
+//! the directory (`lifeboat-sandbox` when the agent runs as root). It then listens only on the Unix socket
 //! in the sandbox directory, and the superuser's password is in `<dir>/password` (without sudo,
 //! `runuser -u postgres --` does the same):
 //!
@@ -119,7 +119,7 @@ pub enum SandboxError {
     /// The agent runs as root, and there is no unprivileged user for the server (initdb and
     /// pg_ctl refuse to run as root).
     #[error(
-        "the agent runs as root and there is no `postgres` system user to run the sandbox server as: install postgresql or run the agent as an unprivileged user"
+        "the agent runs as root and could neither find nor create the `lifeboat-sandbox` system user to run the sandbox server as: create it (useradd --system lifeboat-sandbox) or run the agent as an unprivileged user"
     )]
     NoServerUser,
     /// The server's user cannot reach the sandbox directory.
@@ -252,7 +252,7 @@ impl SandboxRoot {
     ///
     /// A symlink at `dir` itself is refused. The directory is made private to the agent's user;
     /// when the agent runs as root, other users may traverse it (mode 0711, no listing) so that
-    /// the `postgres` user can reach its own sandbox's data directory.
+    /// the sandbox user can reach its own sandbox's data directory.
     pub fn open(dir: &Path) -> Result<Self, SandboxError> {
         fs::create_dir_all(dir).map_err(SandboxError::io("create", dir))?;
         let meta = fs::symlink_metadata(dir).map_err(SandboxError::io("inspect", dir))?;

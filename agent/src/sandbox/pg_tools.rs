@@ -2,7 +2,7 @@
 //! environment, and how their failures become errors.
 //!
 //! `initdb` and `pg_ctl` refuse to run as root, so when the agent runs as root they run as the
-//! `postgres` system user, who then owns the sandbox directory.
+//! dedicated `lifeboat-sandbox` system user, who then owns the sandbox directory.
 
 use std::fmt::Write as _;
 use std::fs;
@@ -17,8 +17,11 @@ use nix::unistd::{Gid, Uid, User};
 
 use super::SandboxError;
 
-/// The system user the server runs as when the agent runs as root.
-const SERVER_USER: &str = "postgres";
+/// The system user the server runs as when the agent runs as root. A dedicated user, not
+/// `postgres`: a restored dump runs as a sandbox superuser and could run programs as the
+/// server's OS user (`COPY … TO PROGRAM`); on a host where production PostgreSQL runs as
+/// `postgres`, that user could reach production's data directory. This one owns nothing else.
+const SERVER_USER: &str = "lifeboat-sandbox";
 /// How many lines of a tool's output or the server log an error carries.
 const OUTPUT_TAIL_LINES: usize = 20;
 
@@ -30,10 +33,30 @@ pub(super) struct ServerUser {
 }
 
 impl ServerUser {
-    /// Returns the `postgres` user when we run as root, `None` (run as ourselves) otherwise.
+    /// Returns the dedicated sandbox user when we run as root (creating it, without a home or
+    /// login shell, when it does not exist yet), `None` (run as ourselves) otherwise.
     pub(super) fn if_root() -> Result<Option<Self>, SandboxError> {
         if !nix::unistd::geteuid().is_root() {
             return Ok(None);
+        }
+        if !matches!(User::from_name(SERVER_USER), Ok(Some(_))) {
+            // Concurrent agents may race to create it: whoever loses sees it in the lookup below.
+            let created = std::process::Command::new("useradd")
+                .args([
+                    "--system",
+                    "--user-group",
+                    "--no-create-home",
+                    "--home-dir",
+                    "/nonexistent",
+                ])
+                .args(["--shell", "/usr/sbin/nologin", SERVER_USER])
+                .stdin(std::process::Stdio::null())
+                .output();
+            if let Ok(output) = created
+                && !output.status.success()
+            {
+                tracing::debug!(stderr = %String::from_utf8_lossy(&output.stderr), "useradd {SERVER_USER}");
+            }
         }
         match User::from_name(SERVER_USER) {
             Ok(Some(user)) => Ok(Some(Self {
@@ -71,7 +94,7 @@ impl ServerUser {
 
     pub(super) fn chown(&self, path: &Path) -> Result<(), SandboxError> {
         nix::unistd::chown(path, Some(self.uid), Some(self.gid))
-            .map_err(|errno| SandboxError::io("give to the postgres user", path)(errno.into()))
+            .map_err(|errno| SandboxError::io("give to the sandbox user", path)(errno.into()))
     }
 
     /// Gives `root` and everything under it to this user; symlinks are changed themselves, never
@@ -80,7 +103,7 @@ impl ServerUser {
         let (uid, gid) = (Some(self.uid.as_raw()), Some(self.gid.as_raw()));
         let mut pending = vec![root.to_owned()];
         while let Some(path) = pending.pop() {
-            std::os::unix::fs::lchown(&path, uid, gid).map_err(SandboxError::io("give to the postgres user", &path))?;
+            std::os::unix::fs::lchown(&path, uid, gid).map_err(SandboxError::io("give to the sandbox user", &path))?;
             let meta = fs::symlink_metadata(&path).map_err(SandboxError::io("inspect", &path))?;
             if meta.is_dir() {
                 for entry in fs::read_dir(&path).map_err(SandboxError::io("list", &path))? {

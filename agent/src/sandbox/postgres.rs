@@ -4,7 +4,7 @@
 //! connection, superuser `lifeboat_sandbox` with a random 32-character password handed over in a
 //! 0600 file that is deleted right after) and `pg_ctl start` on a free port of 127.0.0.1 plus a Unix
 //! socket in the sandbox directory, with durability turned off (the cluster is thrown away). When
-//! the agent runs as root the server runs as the `postgres` system user, because `initdb` and
+//! the agent runs as root the server runs as the dedicated `lifeboat-sandbox` user, because `initdb` and
 //! `pg_ctl` refuse root.
 //!
 //! The server is stopped (`pg_ctl stop -m fast`, then `-m immediate`, then SIGKILL) by
