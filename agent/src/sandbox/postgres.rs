@@ -92,18 +92,16 @@ pub(super) fn list_majors(majors: &[u32]) -> String {
 }
 
 impl SandboxRoot {
-    /// Creates a sandbox for `run_id` running a fresh PostgreSQL `major` cluster; returns once it
-    /// accepts connections.
-    ///
-    /// Fails with [`SandboxError::MajorNotInstalled`] when `/usr/lib/postgresql/<major>/bin`
-    /// lacks the server binaries (see [`pick_major`]). If this future is dropped midway, whatever
-    /// was created is stopped and removed.
-    pub async fn create_postgres(&self, run_id: RunId, major: u32) -> Result<PostgresSandbox, SandboxError> {
+    /// Checks that `tools` of PostgreSQL `major` are installed and that the server user can
+    /// reach the sandbox root, then creates the sandbox directory and marker for `run_id`.
+    fn prepare_postgres(
+        &self,
+        run_id: RunId,
+        major: u32,
+        tools: &[&str],
+    ) -> Result<(PathBuf, Option<ServerUser>, Sandbox), SandboxError> {
         let bin_dir = Path::new(POSTGRES_LIB_DIR).join(major.to_string()).join("bin");
-        if !["initdb", "pg_ctl", "postgres"]
-            .iter()
-            .all(|tool| bin_dir.join(tool).is_file())
-        {
+        if !tools.iter().all(|tool| bin_dir.join(tool).is_file()) {
             return Err(SandboxError::MajorNotInstalled {
                 major,
                 installed: crate::capabilities::postgres_majors(),
@@ -114,8 +112,18 @@ impl SandboxRoot {
         if let Some(user) = &run_as {
             user.check_reaches(&self.dir)?;
         }
-
         let sandbox = self.create_sandbox(run_id, SandboxKind::Postgres)?;
+        Ok((bin_dir, run_as, sandbox))
+    }
+
+    /// Creates a sandbox for `run_id` running a fresh PostgreSQL `major` cluster; returns once it
+    /// accepts connections.
+    ///
+    /// Fails with [`SandboxError::MajorNotInstalled`] when `/usr/lib/postgresql/<major>/bin`
+    /// lacks the server binaries (see [`pick_major`]). If this future is dropped midway, whatever
+    /// was created is stopped and removed.
+    pub async fn create_postgres(&self, run_id: RunId, major: u32) -> Result<PostgresSandbox, SandboxError> {
+        let (bin_dir, run_as, sandbox) = self.prepare_postgres(run_id, major, &["initdb", "pg_ctl", "postgres"])?;
         let data_dir = sandbox.dir().join(DATA_DIR);
         let mut postgres = PostgresSandbox {
             sandbox,

@@ -18,15 +18,14 @@
 
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
-use std::path::Path;
 use std::process::Stdio;
 
 use lifeboat_shared::ids::RunId;
 use tokio::io::AsyncWriteExt as _;
 
-use super::super::pg_tools::{ServerUser, check};
-use super::{POSTGRES_LIB_DIR, PostgresSandbox, SUPERUSER, check_usable_path, random_password};
-use crate::sandbox::{DATA_DIR, SandboxError, SandboxKind, SandboxRoot};
+use super::super::pg_tools::check;
+use super::{PostgresSandbox, SUPERUSER, random_password};
+use crate::sandbox::{DATA_DIR, SandboxError, SandboxRoot};
 
 /// Files of a base backup that would make the copy act as production's replica or archive
 /// recovery target, or that belong to a server that is not running here.
@@ -43,22 +42,8 @@ impl SandboxRoot {
     ///
     /// Until started, the handle's port is 0 and its URLs lead nowhere.
     pub fn create_postgres_for_base_backup(&self, run_id: RunId, major: u32) -> Result<PostgresSandbox, SandboxError> {
-        let bin_dir = Path::new(POSTGRES_LIB_DIR).join(major.to_string()).join("bin");
-        if !["postgres", "pg_ctl", "pg_verifybackup"]
-            .iter()
-            .all(|tool| bin_dir.join(tool).is_file())
-        {
-            return Err(SandboxError::MajorNotInstalled {
-                major,
-                installed: crate::capabilities::postgres_majors(),
-            });
-        }
-        let run_as = ServerUser::if_root()?;
-        check_usable_path(&self.dir.join(format!("{run_id}-{}", SandboxKind::Postgres)))?;
-        if let Some(user) = &run_as {
-            user.check_reaches(&self.dir)?;
-        }
-        let sandbox = self.create_sandbox(run_id, SandboxKind::Postgres)?;
+        let (bin_dir, run_as, sandbox) =
+            self.prepare_postgres(run_id, major, &["postgres", "pg_ctl", "pg_verifybackup"])?;
         let data_dir = sandbox.dir().join(DATA_DIR);
         fs::DirBuilder::new()
             .mode(0o700)
