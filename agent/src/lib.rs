@@ -15,6 +15,7 @@
 //! - [`sandbox`]: throw-away PostgreSQL clusters and directories restores go into; the janitor.
 //! - [`spool`]: the durable outbox of results.
 //! - [`capabilities`]: what this machine can restore.
+//! - [`credentials`]: credential discovery, fingerprints, and what each credential can destroy.
 //! - [`daemon`]: `lifeboat-agent run`.
 //! - [`cli`]: the command line.
 
@@ -22,6 +23,7 @@ pub mod backups;
 pub mod capabilities;
 pub mod cli;
 pub mod config;
+pub mod credentials;
 pub mod connect;
 pub mod daemon;
 pub mod enroll;

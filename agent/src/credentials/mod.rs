@@ -1,0 +1,23 @@
+//! Credentials: discovering secrets lying around (files, the agent's environment, CLI credential
+//! stores), knowing them only by fingerprint and redacted preview outside this module, and
+//! working out what each can destroy (DESIGN.md §3 "credential", "capability"; §5.2).
+//!
+//! # Layout
+//!
+//! - [`rules`]: the credential rule set (data in `agent/rules/credentials.toml`), compiled.
+//! - [`scanner`]: discovery in files (parallel walk, keyword prefilter + regex).
+//! - [`stores`]: the agent's environment and CLI credential stores (`~/.aws/credentials`, kubeconfig, …).
+//! - [`secret`]: the secret value ([`Secret`]), its keyed fingerprint and redacted preview.
+//! - [`scope`]: capabilities (`destroy` / `overwrite` / `read` on a location selector) and the
+//!   analysers per credential kind (PostgreSQL roles, AWS IAM, Kubernetes RBAC, Railway).
+//!
+//! A secret value never leaves the agent: [`Secret`] has no `Serialize` and a redacting `Debug`,
+//! so the only way to put it on the wire or in a log is to write `.expose()` on purpose.
+
+pub mod rules;
+pub mod scanner;
+pub mod scope;
+pub mod secret;
+pub mod stores;
+
+pub use secret::{FingerprintKey, Secret};
