@@ -61,6 +61,21 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },
+    /// Credential discovery and scope only: finds secrets in PATHs (and, with --config, the
+    /// declared credentials, the agent's environment and CLI credential stores) and says what
+    /// each can destroy. Exit 0 when nothing high or critical was found, 1 otherwise, 2 on error.
+    Scan {
+        /// Files or directories to scan (.gitignore is not honoured: .env files matter).
+        paths: Vec<PathBuf>,
+        /// An agent.toml: adds its declared credentials, `[scan]` settings and assets.
+        #[arg(long)]
+        config: Option<PathBuf>,
+        /// Also scan this process's environment and the CLI credential stores of $HOME.
+        #[arg(long)]
+        stores: bool,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
     /// Runs the agent daemon.
     Run {
         /// Path to agent.toml.
@@ -121,11 +136,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     );
                 }),
             )?;
-            let assets = runner.run_all().await;
-            let report = crate::runner::report::CheckOutput {
-                recoverable: !assets.is_empty() && assets.iter().all(|asset| asset.recoverable),
-                assets,
-            };
+            let (assets, assessment) = runner.run_all().await;
+            let report = crate::runner::report::CheckOutput::new(assets, Some(&assessment));
             match output {
                 Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
                 Output::Text => print!("{}", crate::runner::report::render(&report)),
@@ -134,6 +146,25 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::from(1)
+            });
+        }
+        Command::Scan {
+            paths,
+            config,
+            stores,
+            output,
+        } => {
+            let _telemetry = telemetry::init("lifeboat-agent", &TelemetryConfig::default())?;
+            let config = config.map(|path| AgentConfig::load(&path)).transpose()?;
+            let report = crate::scan::run(paths, config.as_ref(), stores).await;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                Output::Text => print!("{}", report.render()),
+            }
+            return Ok(if report.alarming() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
             });
         }
         Command::Run { config } => {

@@ -263,14 +263,53 @@ pub struct CredentialConfig {
     pub purpose: Option<String>,
     #[serde(default)]
     pub value: Option<EnvString>,
+    /// The account (Railway account/workspace/project, AWS account id, Kubernetes cluster) the
+    /// credential belongs to; unknown means it may reach any.
+    #[serde(default)]
+    pub account: Option<String>,
+    /// aws: an IAM policy document or a `get-account-authorization-details` export;
+    /// kubernetes: RBAC manifests (YAML or JSON).
+    #[serde(default)]
+    pub policy: Option<EnvString>,
+    /// The principal in `policy`: an IAM user/role ARN or name, a `namespace/name` service account.
+    #[serde(default)]
+    pub subject: Option<String>,
 }
 
 /// `[scan]`: credential discovery paths.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScanConfig {
     #[serde(default)]
     pub paths: Vec<PathBuf>,
+    /// How often the daemon runs a posture scan (inventory, locations, credentials; no restore).
+    #[serde(default = "default_scan_interval")]
+    pub interval: HumanDuration,
+    /// Scan the agent's own environment variables (default on).
+    #[serde(default = "default_true")]
+    pub environment: bool,
+    /// Scan the CLI credential stores (`~/.aws/credentials`, kubeconfig, …) of this home
+    /// directory; default `$HOME`.
+    #[serde(default)]
+    pub home: Option<PathBuf>,
+}
+
+impl Default for ScanConfig {
+    fn default() -> Self {
+        Self {
+            paths: Vec::new(),
+            interval: default_scan_interval(),
+            environment: true,
+            home: None,
+        }
+    }
+}
+
+fn default_scan_interval() -> HumanDuration {
+    HumanDuration::from_secs(300)
+}
+fn default_true() -> bool {
+    true
 }
 
 fn default_rpo() -> HumanDuration {

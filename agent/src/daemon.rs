@@ -73,7 +73,19 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
         }),
     )
     .context("prepare the restore runner")?;
-    let executor = tokio::spawn(execute_assignments(runner, spool.clone(), assignments, current_run));
+    let runner = Arc::new(runner);
+    let executor = tokio::spawn(execute_assignments(
+        runner.clone(),
+        spool.clone(),
+        assignments,
+        current_run,
+    ));
+    let scans = tokio::spawn(posture_scans(
+        runner,
+        spool.clone(),
+        config.scan.interval.into(),
+        shutdown.child_token(),
+    ));
     let session = AgentSession {
         settings: SessionSettings {
             coordinator: config.agent.coordinator.clone(),
@@ -100,15 +112,43 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
     };
     stop.cancel();
     executor.abort();
+    scans.abort();
     outcome.context("agent stopped")?;
     tracing::info!("agent stopped");
     Ok(())
 }
 
+/// Runs a posture scan (inventory, locations, credentials; no restore) now and every
+/// `interval`, and spools one posture result per asset, so a new exposure or a vanished backup
+/// reaches the coordinator within minutes rather than at the next restore test.
+async fn posture_scans(runner: Arc<crate::runner::Runner>, spool: Spool, interval: Duration, stop: CancellationToken) {
+    let mut ticker = tokio::time::interval(interval.max(Duration::from_secs(1)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let assessment = runner.posture().await;
+        tracing::info!(
+            assets = assessment.assets.len(),
+            credentials = assessment.credentials.len(),
+            files = assessment.discovery.files_scanned,
+            "posture scan finished"
+        );
+        for asset in &assessment.assets {
+            let result = crate::posture::posture_result(asset, &assessment);
+            if let Err(err) = spool.put(&result).await {
+                tracing::error!(error = %err, asset = %asset.asset, "cannot spool a posture result");
+            }
+        }
+    }
+}
+
 /// Runs the tests the coordinator assigns, one at a time, and spools their results (the session
 /// sends them and deletes them once acknowledged).
 async fn execute_assignments(
-    runner: crate::runner::Runner,
+    runner: Arc<crate::runner::Runner>,
     spool: Spool,
     mut events: tokio::sync::mpsc::UnboundedReceiver<crate::session::SessionEvent>,
     current_run: CurrentRun,
@@ -130,7 +170,8 @@ async fn execute_assignments(
         if let Ok(mut current) = current_run.lock() {
             *current = run_id;
         }
-        let report = runner.run_test(test).await;
+        let assessment = runner.posture().await;
+        let report = runner.run_test(test, assessment.asset(&assignment.asset)).await;
         if let Ok(mut current) = current_run.lock() {
             *current = None;
         }

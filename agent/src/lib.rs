@@ -10,9 +10,11 @@
 //! - [`session`]: the session loop: Hello, heartbeats, results from the spool, reconnects.
 //! - [`reconnect`]: exponential backoff with full jitter.
 //! - [`renewal`]: certificate renewal at 2/3 of its life.
+//! - [`posture`]: recovery posture: locations, co-location, credentials, blast radius, history.
 //! - [`runner`]: restore tests: sandbox, restore, checks, measurements, findings.
 //! - [`backups`]: backup sources and their recovery points.
 //! - [`sandbox`]: throw-away PostgreSQL clusters and directories restores go into; the janitor.
+//! - [`scan`]: `lifeboat-agent scan`: credential discovery and scope only.
 //! - [`spool`]: the durable outbox of results.
 //! - [`capabilities`]: what this machine can restore.
 //! - [`credentials`]: credential discovery, fingerprints, and what each credential can destroy.
@@ -23,14 +25,16 @@ pub mod backups;
 pub mod capabilities;
 pub mod cli;
 pub mod config;
-pub mod credentials;
 pub mod connect;
+pub mod credentials;
 pub mod daemon;
 pub mod enroll;
 pub mod identity;
+pub mod posture;
 pub mod reconnect;
 pub mod renewal;
 pub mod runner;
 pub mod sandbox;
+pub mod scan;
 pub mod session;
 pub mod spool;

@@ -85,6 +85,7 @@ catalogue! {
     TestOverdue => "test.overdue", High;
     AgentLost => "agent.lost", High;
     AgentSelfScope => "agent.self_scope", High;
+    BackupShrunk => "backup.shrunk", High;
 }
 
 /// Error for a finding code outside the catalogue.
@@ -167,7 +168,7 @@ mod tests {
             assert!(seen.insert(kind.code()), "duplicate code {}", kind.code());
             assert_eq!(kind.code().parse::<FindingKind>(), Ok(*kind));
         }
-        assert_eq!(seen.len(), 17);
+        assert_eq!(seen.len(), 18);
     }
 
     #[test]

@@ -203,12 +203,42 @@ impl Outcome {
     }
 }
 
+/// What produced a result.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ResultKind {
+    /// A restore test: a recovery point was restored and checked.
+    #[default]
+    Restore,
+    /// A posture scan: inventory, locations and credentials, no restore; findings only.
+    Posture,
+}
+
+impl ResultKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Restore => "restore",
+            Self::Posture => "posture",
+        }
+    }
+
+    /// Parses the stored or wire form; empty is a restore (older agents).
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "" | "restore" => Some(Self::Restore),
+            "posture" => Some(Self::Posture),
+            _ => None,
+        }
+    }
+}
+
 /// One finished run: what was restored, how it went, what was measured and found.
 ///
 /// Serialisable because the agent's spool keeps results on disk until acknowledged.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunResult {
     pub result_id: ResultId,
+    pub kind: ResultKind,
     pub run_id: Option<RunId>,
     pub asset: String,
     pub backup: String,
@@ -584,6 +614,8 @@ impl TryFrom<pb::RunResult> for RunResult {
         Ok(Self {
             result_id: ResultId::parse(&result.result_id)
                 .map_err(|err| ProtocolError::invalid("result_id", err.to_string()))?,
+            kind: ResultKind::parse(&result.kind)
+                .ok_or_else(|| ProtocolError::invalid("kind", "expected \"restore\" or \"posture\""))?,
             run_id,
             asset: name("asset", result.asset)?,
             backup: bounded("backup", result.backup, MAX_NAME_LEN)?,
@@ -620,6 +652,7 @@ impl From<RunResult> for pb::RunResult {
             recovery_point_age_seconds: result.recovery_point_age_seconds,
             findings: result.findings.into_iter().map(pb::Finding::from).collect(),
             detail_json: json_text(&result.detail),
+            kind: result.kind.as_str().to_owned(),
         }
     }
 }
@@ -630,6 +663,7 @@ impl RunResult {
         let now = Utc::now();
         Self {
             result_id: ResultId::new(),
+            kind: ResultKind::Restore,
             run_id: None,
             asset: asset.to_owned(),
             backup: String::new(),

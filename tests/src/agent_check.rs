@@ -26,10 +26,19 @@ pub fn agent_config(dir: &Path, body: &str) -> PathBuf {
 
 /// Runs `lifeboat-agent check --output json`; returns the exit code, the report and stderr.
 pub async fn check(config: &Path) -> (i32, Value, String) {
+    check_with_env(config, &[]).await
+}
+
+/// [`check`] with extra environment variables for the agent.
+pub async fn check_with_env(config: &Path, env: &[(&str, &str)]) -> (i32, Value, String) {
     let config = config.display().to_string();
-    let (code, stdout, stderr) = processes::run("lifeboat-agent", &["check", "--config", &config, "--output", "json"])
-        .await
-        .expect("run check");
+    let (code, stdout, stderr) = processes::run_with_env(
+        "lifeboat-agent",
+        &["check", "--config", &config, "--output", "json"],
+        env,
+    )
+    .await
+    .expect("run check");
     let json = serde_json::from_str(&stdout).unwrap_or(Value::Null);
     (code, json, stderr)
 }

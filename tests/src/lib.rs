@@ -9,12 +9,16 @@
 //! - [`processes`]: the built binaries as child processes (killed on drop), config files.
 //! - [`postgres`]: throw-away PostgreSQL clusters.
 //! - [`raw`]: a byte-level gRPC codec for sending malformed messages.
+//! - [`rentals`]: a generated rental business database.
+//! - [`volume`]: another volume (a tmpfs) for backups kept off the production disk.
 
 pub mod agent_check;
 pub mod cluster;
 pub mod postgres;
 pub mod processes;
 pub mod raw;
+pub mod rentals;
+pub mod volume;
 
 /// Polls `condition` every 50 ms until it holds or `timeout` passes; returns whether it held.
 pub async fn eventually<F, Fut>(timeout: std::time::Duration, mut condition: F) -> bool

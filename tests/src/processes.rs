@@ -102,8 +102,18 @@ impl ChildProcess {
 
 /// Runs a binary to completion; returns (exit code, stdout, stderr).
 pub async fn run(binary_name: &str, args: &[&str]) -> anyhow::Result<(i32, String, String)> {
+    run_with_env(binary_name, args, &[]).await
+}
+
+/// [`run`] with extra environment variables.
+pub async fn run_with_env(
+    binary_name: &str,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> anyhow::Result<(i32, String, String)> {
     let output = Command::new(binary(binary_name))
         .args(args)
+        .envs(env.iter().copied())
         .stdin(Stdio::null())
         .output()
         .await
@@ -268,13 +278,27 @@ impl AgentProcess {
 
     /// Starts `lifeboat-agent run`.
     pub fn start(&mut self) -> anyhow::Result<()> {
+        self.start_with_env(&[])
+    }
+
+    /// Starts `lifeboat-agent run` with extra environment variables.
+    pub fn start_with_env(&mut self, envs: &[(&str, &str)]) -> anyhow::Result<()> {
         let config = self.config_path.display().to_string();
         self.process = Some(ChildProcess::spawn(
             "lifeboat-agent",
             &["run", "--config", &config],
             &self.log,
-            &[],
+            envs,
         )?);
+        Ok(())
+    }
+
+    /// Appends sections (assets, backups, tests, `[scan]`) to the agent's config.
+    pub fn append_config(&self, sections: &str) -> anyhow::Result<()> {
+        let mut text = std::fs::read_to_string(&self.config_path)?;
+        text.push('\n');
+        text.push_str(sections);
+        std::fs::write(&self.config_path, text)?;
         Ok(())
     }
 

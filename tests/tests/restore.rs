@@ -9,6 +9,7 @@ use std::time::Duration;
 use lifeboat_tests::agent_check::{agent_config, asset, check, finding_kinds};
 use lifeboat_tests::postgres::PgCluster;
 use lifeboat_tests::processes;
+use lifeboat_tests::volume::OtherVolume;
 
 const CHINOOK_SQL: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
@@ -17,7 +18,11 @@ const CHINOOK_SQL: &str = concat!(
 
 struct Production {
     cluster: PgCluster,
+    /// The agent's config and work directory.
     dir: tempfile::TempDir,
+    /// The backups: another volume than the cluster's data directory, declared as another host
+    /// (as an NFS mount of a backup server would be), so they lie outside its blast radius.
+    offsite: OtherVolume,
 }
 
 impl Production {
@@ -44,6 +49,7 @@ impl Production {
         Self {
             cluster,
             dir: tempfile::tempdir().expect("dir"),
+            offsite: OtherVolume::mount(2048).expect("mount another volume"),
         }
     }
 
@@ -70,9 +76,7 @@ impl Production {
     }
 
     fn backup_dir(&self, name: &str) -> PathBuf {
-        let dir = self.dir.path().join("backups").join(name);
-        std::fs::create_dir_all(&dir).expect("mkdir");
-        dir
+        self.offsite.dir(&format!("backups/{name}"))
     }
 
     /// Every statement the agent sent to production (from the server log).
@@ -116,6 +120,7 @@ name = "{name}-dumps"
 asset = "{name}"
 kind = "pg_dump_dir"
 path = "{}"
+location = {{ host = "backup-nas" }}
 
 [[test]]
 asset = "{name}"
@@ -272,7 +277,10 @@ async fn broken_backups_become_findings_not_crashes() {
         assert!(!message.is_empty());
     }
     let empty = asset(&report, "empty");
-    assert_eq!(finding_kinds(empty), vec!["backup.missing".to_owned()]);
+    let kinds = finding_kinds(empty);
+    assert_eq!(kinds.first().map(String::as_str), Some("backup.missing"), "{kinds:?}");
+    // The test connects to production as a superuser, and the agent says so.
+    assert!(kinds.contains(&"agent.self_scope".to_owned()), "{kinds:?}");
     assert!(
         empty["findings"][0]["message"]
             .as_str()
@@ -442,7 +450,10 @@ async fn check_exit_codes_follow_the_contract() {
     let (code, report, stderr) = check(&config).await;
     assert_eq!(code, 1, "{stderr}");
     assert_eq!(report["recoverable"], false);
-    assert_eq!(finding_kinds(asset(&report, "db")), vec!["backup.missing".to_owned()]);
+    let kinds = finding_kinds(asset(&report, "db"));
+    assert_eq!(kinds.first().map(String::as_str), Some("backup.missing"), "{kinds:?}");
+    // Nothing answers on port 1, and the (empty) backup directory is on the same host.
+    assert!(kinds.contains(&"asset.missing".to_owned()), "{kinds:?}");
 }
 
 /// Processes whose command line mentions `needle`.
@@ -490,6 +501,7 @@ name = "bench-dumps"
 asset = "bench"
 kind = "pg_dump_dir"
 path = "{}"
+location = {{ host = "backup-nas" }}
 
 [[test]]
 asset = "bench"
@@ -547,8 +559,8 @@ async fn sqlite_copies_restore_and_production_is_opened_read_only() {
     std::fs::create_dir_all(production.parent().expect("parent")).expect("mkdir");
     std::fs::copy(CHINOOK_SQLITE, &production).expect("copy");
     let before = std::fs::read(&production).expect("read");
-    let backups = dir.path().join("sqlite-backups");
-    std::fs::create_dir_all(&backups).expect("mkdir");
+    let offsite = OtherVolume::mount(64).expect("mount another volume");
+    let backups = offsite.dir("sqlite-backups");
     std::fs::copy(CHINOOK_SQLITE, backups.join("chinook-good.sqlite")).expect("copy");
     let broken = dir.path().join("sqlite-broken");
     std::fs::create_dir_all(&broken).expect("mkdir");
@@ -568,6 +580,7 @@ name = "{name}-copies"
 asset = "{name}"
 kind = "sqlite_dir"
 path = "{}"
+location = {{ host = "backup-nas" }}
 
 [[test]]
 asset = "{name}"
@@ -671,21 +684,6 @@ const SAKILA_DATA: &str = concat!(
 );
 
 /// A generated rental business: customers and bookings, the newest booking made just now.
-const RENTALS_SQL: &str = "
-create table customers (id serial primary key, name text not null, created_at timestamptz not null);
-create table bookings (
-  id bigserial primary key,
-  customer_id int not null references customers,
-  starts_on date not null,
-  created_at timestamptz not null
-);
-create index bookings_created_at on bookings (created_at);
-insert into customers (name, created_at)
-  select 'customer ' || g, now() - (g || ' hours')::interval from generate_series(1, 2000) g;
-insert into bookings (customer_id, starts_on, created_at)
-  select 1 + (g % 2000), current_date + (g % 90), now() - ((g % 720) || ' hours')::interval
-  from generate_series(1, 50000) g;
-";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sakila_and_a_generated_rental_business_restore_with_business_checks() {
@@ -702,7 +700,10 @@ async fn sakila_and_a_generated_rental_business_restore_with_business_checks() {
         .await
         .expect("sakila data");
     cluster.psql("postgres", "CREATE DATABASE rentals").await.expect("db");
-    cluster.psql("rentals", RENTALS_SQL).await.expect("rentals");
+    cluster
+        .psql("rentals", lifeboat_tests::rentals::SCHEMA_AND_DATA)
+        .await
+        .expect("rentals");
 
     let sakila_dir = production.backup_dir("sakila");
     production
@@ -727,6 +728,7 @@ name = "sakila-nightly"
 asset = "sakila"
 kind = "pg_dump_dir"
 path = "{sakila_dir}"
+location = {{ host = "backup-nas" }}
 
 [[test]]
 asset = "sakila"
@@ -759,6 +761,7 @@ name = "rentals-nightly"
 asset = "rentals-db"
 kind = "pg_dump_dir"
 path = "{rentals_dir}"
+location = {{ host = "backup-nas" }}
 
 [[test]]
 asset = "rentals-db"

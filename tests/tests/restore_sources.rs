@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use lifeboat_tests::agent_check::{agent_config, asset, check, finding_kinds, sandboxes_left};
 use lifeboat_tests::postgres::PgCluster;
+use lifeboat_tests::volume::OtherVolume;
 
 const RESTIC_FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/restic");
 /// The password of restic's test repositories.
@@ -54,6 +55,7 @@ name = "{name}-base"
 asset = "{name}"
 kind = "pg_basebackup_dir"
 path = "{}"
+location = {{ host = "backup-nas" }}
 
 [[test]]
 asset = "{name}"
@@ -87,9 +89,10 @@ async fn production() -> PgCluster {
 async fn plain_and_tar_base_backups_restore_and_pass_their_checks() {
     let cluster = production().await;
     let dir = work_dir();
+    let offsite = OtherVolume::mount(512).expect("mount another volume");
     let mut body = String::new();
     for (name, args) in [("plain", ["-Fp"]), ("tar", ["-Ft"])] {
-        let source = dir.path().join(format!("backups-{name}"));
+        let source = offsite.dir(&format!("backups-{name}"));
         std::fs::create_dir_all(&source).expect("mkdir");
         base_backup(&cluster, &args, &source.join("base-1")).await;
         body.push_str(&basebackup_asset(
@@ -139,9 +142,10 @@ async fn a_base_backup_missing_a_file_is_unrecoverable_in_pg_verifybackups_words
     let relation = relation.trim().to_owned();
     assert!(relation.starts_with("base/"), "{relation}");
     let dir = work_dir();
+    let offsite = OtherVolume::mount(512).expect("mount another volume");
     let mut body = String::new();
     for (name, args) in [("plain", ["-Fp"]), ("tar", ["-Ft"])] {
-        let source = dir.path().join(format!("backups-{name}"));
+        let source = offsite.dir(&format!("backups-{name}"));
         std::fs::create_dir_all(&source).expect("mkdir");
         let backup = source.join("base-1");
         base_backup(&cluster, &args, &backup).await;

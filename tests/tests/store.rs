@@ -13,7 +13,7 @@ use lifeboat_coordinator::store::{
 };
 use lifeboat_shared::findings::{Finding, FindingKind, Severity};
 use lifeboat_shared::ids::{AgentId, Environment, ResultId, RunId};
-use lifeboat_shared::protocol::{Outcome, RunResult};
+use lifeboat_shared::protocol::{Outcome, ResultKind, RunResult};
 use lifeboat_tests::postgres::PgCluster;
 use serde_json::json;
 use tempfile::TempDir;
@@ -149,6 +149,7 @@ async fn agent(store: &Store, id: AgentId) -> AgentRecord {
 fn result(asset: &str, finished_at: DateTime<Utc>) -> RunResult {
     RunResult {
         result_id: ResultId::new(),
+        kind: ResultKind::Restore,
         run_id: None,
         asset: asset.to_owned(),
         backup: "nightly".to_owned(),

@@ -31,6 +31,7 @@ use lifeboat_shared::protocol::Outcome;
 
 use crate::backups::{self, BackupFormat, Pick, RecoveryPoint, SourceSpec};
 use crate::config::{AgentConfig, AssetConfig, AssetKind, BackupConfig, TestConfig};
+use crate::posture::{Assessment, AssetPosture};
 use crate::runner::checks::{CheckReport, Production, Target};
 use crate::runner::report::{AssetReport, RunReport};
 use crate::sandbox::{self, CleanupOutcome, DirKind, SandboxError, SandboxRoot};
@@ -56,6 +57,8 @@ pub struct Runner {
     pub sandboxes: SandboxRoot,
     /// Called with progress as runs advance.
     pub on_progress: Box<dyn Fn(Progress) + Send + Sync>,
+    /// Serialises posture scans and updates of the posture state file.
+    posture_state: tokio::sync::Mutex<()>,
 }
 
 /// A recovery point and the backup source it came from.
@@ -83,6 +86,7 @@ impl Runner {
             config,
             sandboxes,
             on_progress,
+            posture_state: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -100,13 +104,38 @@ impl Runner {
         });
     }
 
-    /// Runs every declared test once; returns one report per tested asset.
-    pub async fn run_all(&self) -> Vec<AssetReport> {
-        let mut reports = Vec::new();
-        for test in &self.config.test {
-            reports.push(self.run_test(test).await);
+    /// A posture scan (locations, credentials, blast radius, history), remembered for the next.
+    pub async fn posture(&self) -> Assessment {
+        let discovery = crate::posture::credentials::Discovery::from_config(&self.config);
+        let key = crate::posture::fingerprint_key(&self.config);
+        let _state = self.posture_state.lock().await;
+        crate::posture::scan_and_remember(&self.config, &discovery, &key, Utc::now()).await
+    }
+
+    /// Runs a posture scan, then every declared test once; returns one report per asset (an
+    /// asset without a test is reported as such: nothing proves it recovers).
+    pub async fn run_all(&self) -> (Vec<AssetReport>, Assessment) {
+        let started = Instant::now();
+        for asset in &self.config.asset {
+            self.progress(asset.name.get_ref(), "scanning locations and credentials", started);
         }
-        reports
+        let assessment = self.posture().await;
+        let mut reports = Vec::new();
+        for asset in &self.config.asset {
+            let name = asset.name.get_ref();
+            let posture = assessment.asset(name);
+            let tests: Vec<&TestConfig> = self
+                .config
+                .test
+                .iter()
+                .filter(|test| test.asset.get_ref() == name)
+                .collect();
+            match tests.first() {
+                Some(test) => reports.push(self.run_test(test, posture).await),
+                None => reports.push(report::untested(asset, posture)),
+            }
+        }
+        (reports, assessment)
     }
 
     fn asset(&self, name: &str) -> Option<&AssetConfig> {
@@ -143,18 +172,29 @@ impl Runner {
         (candidates, problems)
     }
 
-    /// Runs one test plan: pick, restore, check, walk back on failure, judge.
-    pub async fn run_test(&self, test: &TestConfig) -> AssetReport {
+    /// Runs one test plan: pick, restore, check, walk back on failure; then, if what restored
+    /// lies inside the asset's blast radius, the newest point of a safe source too; judge.
+    pub async fn run_test(&self, test: &TestConfig, posture: Option<&AssetPosture>) -> AssetReport {
         let asset_name = test.asset.get_ref().clone();
         let Some(asset) = self.asset(&asset_name) else {
             return AssetReport::error(&asset_name, "the test names an undeclared asset");
         };
         let started = Instant::now();
         self.progress(&asset_name, "discovering recovery points", started);
-        let (candidates, problems) = self.candidates(&asset_name).await;
+        let (candidates, problems) = match posture {
+            Some(posture) => candidates_of(posture),
+            None => self.candidates(&asset_name).await,
+        };
         let now = Utc::now();
         if candidates.is_empty() {
-            return report::no_backup(asset, &self.backups_of(&asset_name), &problems);
+            let mut report = report::no_backup(asset, &self.backups_of(&asset_name), &problems);
+            if let Some(posture) = posture {
+                report.findings.extend(posture.findings.iter().cloned());
+                report
+                    .findings
+                    .sort_by_key(|finding| std::cmp::Reverse(finding.severity));
+            }
+            return report;
         }
         let pick: Pick = test.pick.parse().unwrap_or(Pick::Latest);
         let points: Vec<RecoveryPoint> = candidates.iter().map(|candidate| candidate.point.clone()).collect();
@@ -175,7 +215,63 @@ impl Runner {
                 break;
             }
         }
-        report::judge(asset, runs, now)
+        if let Some(posture) = posture {
+            let safe = posture.safe_sources();
+            let safe_passed = runs
+                .iter()
+                .any(|run| run.outcome == Outcome::Passed && safe.contains(&run.backup));
+            if !safe_passed {
+                let tried: Vec<(String, String)> = runs
+                    .iter()
+                    .map(|run| (run.backup.clone(), run.recovery_point.clone()))
+                    .collect();
+                let safe_candidates = candidates.iter().filter(|candidate| {
+                    safe.contains(&candidate.backup)
+                        && !tried.contains(&(candidate.backup.clone(), candidate.point.id.clone()))
+                });
+                for candidate in safe_candidates.take(1 + MAX_WALK_BACK) {
+                    self.progress(
+                        &asset_name,
+                        format!(
+                            "trying the newest point outside the blast radius: {}",
+                            candidate.point.id
+                        ),
+                        started,
+                    );
+                    let run = self.attempt(asset, test, candidate, started).await;
+                    let restored = run.restored;
+                    runs.push(run);
+                    if restored {
+                        break;
+                    }
+                }
+            }
+        }
+        let report = report::judge(asset, runs, posture, now);
+        if let Some(posture) = posture {
+            let safe = posture.safe_sources();
+            if let Some(run) = report
+                .runs
+                .iter()
+                .filter(|run| run.outcome == Outcome::Passed && safe.contains(&run.backup))
+                .max_by_key(|run| run.recovery_point_created_at)
+            {
+                let _state = self.posture_state.lock().await;
+                crate::posture::remember_good_run(
+                    &self.config.agent.work_dir,
+                    &asset_name,
+                    crate::posture::history::LastGood {
+                        backup: run.backup.clone(),
+                        recovery_point: run.recovery_point.clone(),
+                        recovery_point_created_at: run.recovery_point_created_at,
+                        tested_at: run.finished_at,
+                        rto_seconds: run.rto_seconds,
+                        runbook: run.runbook.clone(),
+                    },
+                );
+            }
+        }
+        report
     }
 
     /// One attempt: sandbox, restore, checks, cleanup — under the test's timeout.
@@ -387,6 +483,27 @@ impl Runner {
     }
 }
 
+/// The recovery points a posture scan found, newest first, and the sources it could not read.
+fn candidates_of(posture: &AssetPosture) -> (Vec<Candidate>, Vec<String>) {
+    let mut candidates: Vec<Candidate> = posture
+        .sources
+        .iter()
+        .flat_map(|source| {
+            source.points.iter().map(|point| Candidate {
+                backup: source.backup.clone(),
+                point: point.clone(),
+            })
+        })
+        .collect();
+    candidates.sort_by_key(|candidate| std::cmp::Reverse(candidate.point.created_at));
+    let problems = posture
+        .sources
+        .iter()
+        .filter_map(|source| source.error.as_ref().map(|error| format!("{}: {error}", source.backup)))
+        .collect();
+    (candidates, problems)
+}
+
 /// The kept sandbox directory, if any; a failed cleanup is logged (the janitor retries it).
 fn kept(outcome: Result<CleanupOutcome, SandboxError>) -> Option<String> {
     match outcome {
@@ -410,7 +527,7 @@ fn format_name(format: &BackupFormat) -> String {
         .unwrap_or_else(|| format!("{format:?}"))
 }
 
-fn restic_password(backup: &BackupConfig) -> Option<String> {
+pub(crate) fn restic_password(backup: &BackupConfig) -> Option<String> {
     if let Some(variable) = &backup.password_env {
         return std::env::var(variable).ok();
     }

@@ -10,6 +10,9 @@ use serde::Serialize;
 use serde_json::json;
 
 use crate::config::{AssetConfig, BackupConfig};
+use crate::posture::blast::Safety;
+use crate::posture::credentials::PublicCredential;
+use crate::posture::{Assessment, AssetPosture};
 use crate::runner::checks::CheckReport;
 use crate::runner::{Candidate, age_seconds};
 
@@ -111,6 +114,61 @@ impl AssetReport {
 pub struct CheckOutput {
     pub recoverable: bool,
     pub assets: Vec<AssetReport>,
+    /// Every credential known to the agent, by fingerprint and preview only.
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub credentials: Vec<PublicCredential>,
+    /// Findings that concern no declared asset (e.g. an exposed token that reaches nothing
+    /// Lifeboat protects).
+    #[serde(skip_serializing_if = "Vec::is_empty", default)]
+    pub findings: Vec<Finding>,
+}
+
+impl CheckOutput {
+    /// The verdict of a whole configuration: recoverable when every asset is (and there is one).
+    pub fn new(assets: Vec<AssetReport>, assessment: Option<&Assessment>) -> Self {
+        Self {
+            recoverable: !assets.is_empty() && assets.iter().all(|asset| asset.recoverable),
+            assets,
+            credentials: assessment
+                .map(|assessment| {
+                    assessment
+                        .credentials
+                        .iter()
+                        .map(|credential| credential.public.clone())
+                        .collect()
+                })
+                .unwrap_or_default(),
+            findings: assessment
+                .map(|assessment| assessment.unattached.clone())
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// An asset without a restore test: nothing proves it recovers.
+pub fn untested(asset: &AssetConfig, posture: Option<&AssetPosture>) -> AssetReport {
+    let name = asset.name.get_ref();
+    let mut findings = vec![
+        Finding::new(
+            FindingKind::TestOverdue,
+            name.as_str(),
+            format!("{name} has no restore test: nothing proves it can be recovered."),
+        )
+        .with_severity(Severity::Critical)
+        .with_remediation(format!(
+            "Declare a [[test]] for {name} with the checks that prove its data is whole."
+        )),
+    ];
+    if let Some(posture) = posture {
+        findings.extend(posture.findings.iter().cloned());
+    }
+    findings.sort_by_key(|finding| std::cmp::Reverse(finding.severity));
+    AssetReport {
+        asset: name.clone(),
+        recoverable: false,
+        findings,
+        runs: Vec::new(),
+    }
 }
 
 /// Formats a duration for people: `47 min`, `3 h`, `92 days`.
@@ -153,8 +211,14 @@ pub fn no_backup(asset: &AssetConfig, backups: &[&BackupConfig], problems: &[Str
     }
 }
 
-/// Turns the runs of one test into findings and the verdict (DESIGN.md §1 points 1–3).
-pub fn judge(asset: &AssetConfig, runs: Vec<RunReport>, now: DateTime<Utc>) -> AssetReport {
+/// Turns the runs of one test and the asset's posture into findings and the verdict (DESIGN.md
+/// §1). Without a posture every backup source counts as outside the blast radius.
+pub fn judge(
+    asset: &AssetConfig,
+    runs: Vec<RunReport>,
+    posture: Option<&AssetPosture>,
+    now: DateTime<Utc>,
+) -> AssetReport {
     let name = asset.name.get_ref().clone();
     let rpo = asset.rpo.as_secs() as f64;
     let rto = asset.rto.as_secs() as f64;
@@ -269,22 +333,73 @@ pub fn judge(asset: &AssetConfig, runs: Vec<RunReport>, now: DateTime<Utc>) -> A
             );
         }
     }
-    let recoverable_point = runs.iter().find(|run| run.outcome == Outcome::Passed);
+    let safe_sources = posture.map(AssetPosture::safe_sources);
+    let is_safe = |run: &RunReport| safe_sources.as_ref().is_none_or(|safe| safe.contains(&run.backup));
+    let passed = |run: &&RunReport| run.outcome == Outcome::Passed;
+    let recoverable_point = runs
+        .iter()
+        .filter(passed)
+        .filter(|run| is_safe(run))
+        .max_by_key(|run| run.recovery_point_created_at);
+    let unsafe_newer = runs
+        .iter()
+        .filter(passed)
+        .filter(|run| !is_safe(run))
+        .filter(|run| {
+            recoverable_point.is_none_or(|safe| run.recovery_point_created_at > safe.recovery_point_created_at)
+        })
+        .max_by_key(|run| run.recovery_point_created_at);
+    let blast_note = match unsafe_newer {
+        Some(run) => format!(
+            " (Fresher backups exist, e.g. {}/{}, but inside its blast radius: {}.)",
+            run.backup,
+            run.recovery_point,
+            posture
+                .and_then(|posture| posture.sources.iter().find(|source| source.backup == run.backup))
+                .map(|source| unsafe_reason(&source.safety))
+                .unwrap_or_default()
+        ),
+        None => String::new(),
+    };
     match recoverable_point {
         Some(run) if (run.recovery_point_age_seconds as f64) > rpo => findings.push(
             Finding::new(
                 FindingKind::BackupStale,
                 name.as_str(),
                 format!(
-                    "The newest recoverable backup of {name} is {} old; its RPO is {}.",
+                    "The newest recoverable backup of {name}{} is {} old; its RPO is {}.{blast_note}",
+                    if posture.is_some() { " outside its blast radius" } else { "" },
                     human(run.recovery_point_age_seconds as f64),
                     human(rpo)
                 ),
             )
-            .with_evidence(json!({"recovery_point": run.recovery_point, "age_seconds": run.recovery_point_age_seconds, "rpo_seconds": rpo}))
-            .with_remediation(format!("Make the backup job of {name} run at least every {}.", human(rpo))),
+            .with_evidence(json!({
+                "recovery_point": run.recovery_point, "backup": run.backup,
+                "age_seconds": run.recovery_point_age_seconds, "rpo_seconds": rpo,
+                "fresher_inside_blast_radius": unsafe_newer.map(|run| json!({"backup": run.backup, "recovery_point": run.recovery_point})),
+            }))
+            .with_remediation(format!(
+                "Make the backup job of {name} write at least every {} to a place outside its blast radius (another \
+                 volume, host and provider account than {name}).",
+                human(rpo)
+            )),
+        ),
+        None if unsafe_newer.is_some() => findings.push(
+            Finding::new(
+                FindingKind::BackupStale,
+                name.as_str(),
+                format!("No recoverable backup of {name} lies outside its blast radius.{blast_note}"),
+            )
+            .with_evidence(json!({"rpo_seconds": rpo}))
+            .with_remediation(format!(
+                "Copy {name}'s backups to another volume, host and provider account, declare that copy as a \
+                 [[backup]], and let Lifeboat test it."
+            )),
         ),
         _ => {}
+    }
+    if let Some(posture) = posture {
+        findings.extend(posture.findings.iter().cloned());
     }
     findings.sort_by_key(|finding| std::cmp::Reverse(finding.severity));
     let recoverable = recoverable_point
@@ -296,6 +411,18 @@ pub fn judge(asset: &AssetConfig, runs: Vec<RunReport>, now: DateTime<Utc>) -> A
         findings,
         runs,
     }
+}
+
+/// Why a source is inside the blast radius, in a few words.
+fn unsafe_reason(safety: &Safety) -> String {
+    let mut reasons = Vec::new();
+    if let Some(shares) = safety.shares.filter(|shares| shares.same_machine()) {
+        reasons.push(format!("on the same {}", shares.as_str()));
+    }
+    if !safety.destroyed_with_asset_by.is_empty() {
+        reasons.push("one credential can destroy both".to_owned());
+    }
+    reasons.join(", ")
 }
 
 /// Renders the report for a terminal.
@@ -342,6 +469,14 @@ pub fn render(output: &CheckOutput) -> String {
             }
         }
     }
+    for finding in &output.findings {
+        text.push_str(&format!(
+            "\n{} {}: {}\n",
+            finding.severity.as_str().to_uppercase(),
+            finding.kind,
+            finding.message
+        ));
+    }
     text.push_str(&format!(
         "\n{}\n",
         if output.recoverable {
@@ -364,6 +499,7 @@ impl AssetReport {
             .or_else(|| self.runs.first());
         lifeboat_shared::protocol::RunResult {
             result_id: lifeboat_shared::ids::ResultId::new(),
+            kind: lifeboat_shared::protocol::ResultKind::Restore,
             run_id,
             asset: self.asset.clone(),
             backup: main.map(|run| run.backup.clone()).unwrap_or_default(),

@@ -12,7 +12,7 @@ use std::sync::LazyLock;
 use chrono::{DateTime, Utc};
 use lifeboat_shared::findings::Finding;
 use lifeboat_shared::ids::{AgentId, Environment, ResultId, RunId};
-use lifeboat_shared::protocol::{Outcome, RunResult};
+use lifeboat_shared::protocol::{Outcome, ResultKind, RunResult};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -38,12 +38,12 @@ pub struct StoredResult {
 }
 
 /// Columns of one result row, in the order of [`INSERT_COLUMNS`] and of the binds.
-const RESULT_COLUMNS: usize = 16;
+const RESULT_COLUMNS: usize = 17;
 
 const INSERT_COLUMNS: &str = "result_id, agent_id, environment, run_id, asset, backup, recovery_point, outcome, \
-     started_at, finished_at, restore_seconds, rto_seconds, recovery_point_age_seconds, findings, detail, received_at";
+     started_at, finished_at, restore_seconds, rto_seconds, recovery_point_age_seconds, findings, detail, received_at, kind";
 
-/// Rows per multi-row `INSERT`, largest first. 64 rows × 16 columns stays far below both
+/// Rows per multi-row `INSERT`, largest first. 64 rows × 17 columns stays far below both
 /// engines' bind parameter limits (SQLite 32766, PostgreSQL 65535).
 const CHUNK_SIZES: [usize; 7] = [64, 32, 16, 8, 4, 2, 1];
 
@@ -85,7 +85,7 @@ const SELECT_RESULT_IDS: &str = "SELECT result_id FROM results ORDER BY result_i
 
 const SELECT_RESULTS_FOR_ASSET: &str = "SELECT result_id, agent_id, environment, run_id, asset, backup, \
      recovery_point, outcome, started_at, finished_at, restore_seconds, rto_seconds, recovery_point_age_seconds, \
-     findings, detail, received_at \
+     findings, detail, received_at, kind \
      FROM results WHERE asset = $1 ORDER BY finished_at DESC, result_id DESC LIMIT $2";
 
 /// A result in its stored form, borrowing the strings of the [`ResultRow`].
@@ -106,6 +106,7 @@ struct EncodedResult<'a> {
     findings: String,
     detail: String,
     received_at: i64,
+    kind: &'static str,
 }
 
 impl<'a> EncodedResult<'a> {
@@ -130,6 +131,7 @@ impl<'a> EncodedResult<'a> {
             findings,
             detail: result.detail.to_string(),
             received_at: to_millis(row.received_at),
+            kind: result.kind.as_str(),
         })
     }
 }
@@ -152,6 +154,7 @@ struct ResultRecord {
     findings: String,
     detail: String,
     received_at: i64,
+    kind: String,
 }
 
 impl TryFrom<ResultRecord> for StoredResult {
@@ -168,6 +171,8 @@ impl TryFrom<ResultRecord> for StoredResult {
             received_at: from_millis("results.received_at", record.received_at)?,
             result: RunResult {
                 result_id: ResultId(record.result_id),
+                kind: ResultKind::parse(&record.kind)
+                    .ok_or_else(|| StoreError::Corrupt(format!("results.kind: {:?}", record.kind)))?,
                 run_id: record.run_id.map(RunId),
                 asset: record.asset,
                 backup: record.backup,
@@ -218,7 +223,8 @@ impl Store {
                         .bind(row.recovery_point_age_seconds)
                         .bind(row.findings.as_str())
                         .bind(row.detail.as_str())
-                        .bind(row.received_at);
+                        .bind(row.received_at)
+                        .bind(row.kind);
                 }
                 inserted += query.execute(&mut *tx).await?.rows_affected();
             }

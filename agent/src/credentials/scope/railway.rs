@@ -54,14 +54,20 @@ pub fn capabilities(token_type: Option<TokenType>, account: Option<&str>) -> Vec
             selector: selector.clone(),
             resource: resource.to_owned(),
             hits: Hits::Both,
-            via: format!("Railway {} token: {reach} (Railway tokens have no action scopes)", token_type.as_str()),
+            via: format!(
+                "Railway {} token: {reach} (Railway tokens have no action scopes)",
+                token_type.as_str()
+            ),
         },
         Capability {
             action: Action::Read,
             selector,
             resource: "variables".to_owned(),
             hits: Hits::Both,
-            via: format!("Railway {} token: reads service variables, including database URLs", token_type.as_str()),
+            via: format!(
+                "Railway {} token: reads service variables, including database URLs",
+                token_type.as_str()
+            ),
         },
     ]
 }

@@ -1,0 +1,120 @@
+//! `lifeboat-agent scan PATH…`: credential discovery and scope on their own, without restoring
+//! anything (DESIGN.md §7). Values never leave: the output holds fingerprints, redacted
+//! previews, where each credential was found and what it can destroy.
+
+use std::path::PathBuf;
+
+use lifeboat_shared::findings::{Finding, Severity};
+use serde::Serialize;
+
+use crate::config::AgentConfig;
+use crate::credentials::FingerprintKey;
+use crate::posture::credentials::{self, Discovery, DiscoveryStats, PublicCredential};
+
+/// The `scan` output.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScanOutput {
+    pub credentials: Vec<PublicCredential>,
+    pub findings: Vec<Finding>,
+    pub discovery: DiscoveryStats,
+}
+
+impl ScanOutput {
+    /// Whether anything high or critical was found (exit code 1).
+    pub fn alarming(&self) -> bool {
+        self.findings.iter().any(|finding| finding.severity >= Severity::High)
+    }
+
+    /// Text for a terminal.
+    pub fn render(&self) -> String {
+        let mut text = String::new();
+        for credential in &self.credentials {
+            let place = match (&credential.path, credential.line) {
+                (Some(path), Some(line)) => format!("{}:{line}", path.display()),
+                (Some(path), None) => path.display().to_string(),
+                _ => credential
+                    .sightings
+                    .first()
+                    .map(|seen| seen.variable.clone().unwrap_or_else(|| seen.source.clone()))
+                    .unwrap_or_default(),
+            };
+            text.push_str(&format!(
+                "{} {} {} at {place}\n",
+                credential.label, credential.preview, credential.fingerprint
+            ));
+            for capability in &credential.capabilities {
+                text.push_str(&format!(
+                    "    can {:?} {}: {}\n",
+                    capability.action, capability.resource, capability.via
+                ));
+            }
+            if let Some(analysis) = &credential.analysis {
+                text.push_str(&format!("    ({analysis})\n"));
+            }
+        }
+        for finding in &self.findings {
+            text.push_str(&format!(
+                "{} {}: {}\n",
+                finding.severity.as_str().to_uppercase(),
+                finding.kind,
+                finding.message
+            ));
+        }
+        text.push_str(&format!(
+            "{} credentials in {} files ({} bytes); {} skipped; {} unreadable\n",
+            self.credentials.len(),
+            self.discovery.files_scanned,
+            self.discovery.bytes_scanned,
+            self.discovery.skipped,
+            self.discovery.problems.len()
+        ));
+        text
+    }
+}
+
+/// Scans `paths` (plus, with a config, its declared credentials and `[scan]` paths; with
+/// `stores`, the environment and `$HOME`'s credential stores).
+pub async fn run(paths: Vec<PathBuf>, config: Option<&AgentConfig>, stores: bool) -> ScanOutput {
+    let mut discovery = Discovery {
+        paths,
+        environment: stores,
+        home: if stores {
+            std::env::var_os("HOME").map(PathBuf::from)
+        } else {
+            None
+        },
+    };
+    let key = match config {
+        Some(config) => {
+            discovery.paths.extend(config.scan.paths.iter().cloned());
+            crate::posture::fingerprint_key(config)
+        }
+        None => FingerprintKey::random(),
+    };
+    let (declared, assets) = match config {
+        Some(config) => (config.credential.as_slice(), config.asset.as_slice()),
+        None => (&[][..], &[][..]),
+    };
+    let (found, stats) = credentials::discover_and_analyse(declared, assets, &discovery, &key).await;
+    let mut findings = Vec::new();
+    for credential in &found {
+        // Without assets, "what it can destroy" is what its scope says, anywhere.
+        let destroys: Vec<String> = credential
+            .public
+            .capabilities
+            .iter()
+            .filter(|capability| capability.action == crate::credentials::scope::Action::Destroy)
+            .map(|capability| capability.resource.clone())
+            .collect::<std::collections::BTreeSet<_>>()
+            .into_iter()
+            .map(|resource| format!("any {resource} it reaches"))
+            .collect();
+        findings.extend(credentials::findings(credential, &destroys));
+    }
+    findings.sort_by_key(|finding| std::cmp::Reverse(finding.severity));
+    ScanOutput {
+        credentials: found.into_iter().map(|credential| credential.public).collect(),
+        findings,
+        discovery: stats,
+    }
+}
