@@ -243,6 +243,19 @@ paths = ["{app}"]
             .any(|run| run["backup"] == "rentals-offsite" && run["outcome"] == "passed")
     );
 
+    // What an operator reads (shown with --nocapture).
+    let config_arg = config.display().to_string();
+    let (_, human, _) = lifeboat_tests::processes::run_with_env(
+        "lifeboat-agent",
+        &["check", "--config", &config_arg, "--output", "text"],
+        &env,
+    )
+    .await
+    .expect("check as text");
+    eprintln!("{human}");
+    assert!(human.contains("rentals-db: NOT RECOVERABLE"), "{human}");
+    assert!(!human.contains(&token), "the token leaked into the text report");
+
     // The secret never appears in the output.
     let text = report.to_string();
     assert!(!text.contains(&token), "the token leaked into the report");

@@ -116,7 +116,10 @@ mod tests {
         let again = FingerprintKey::load_or_create(&path).expect("load");
         let secret = Secret::new("s3cret-value");
         assert_eq!(first.fingerprint(&secret), again.fingerprint(&secret));
-        assert_ne!(first.fingerprint(&secret), FingerprintKey::random().fingerprint(&secret));
+        assert_ne!(
+            first.fingerprint(&secret),
+            FingerprintKey::random().fingerprint(&secret)
+        );
         assert!(!first.fingerprint(&secret).contains("s3cret"));
     }
 }

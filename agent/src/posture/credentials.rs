@@ -15,10 +15,10 @@ use lifeboat_shared::protocol::Location;
 use serde::Serialize;
 use serde_json::json;
 
-use self::adapter::{ScanOptions, Sighting, SightingSource, scanner, stores};
 use crate::config::{AgentConfig, AssetConfig, AssetKind, CredentialConfig};
+use crate::credentials::scanner::{self, ScanOptions, Sighting, SightingSource};
 use crate::credentials::scope::{self, Action, Capability, Hits};
-use crate::credentials::{FingerprintKey, Secret};
+use crate::credentials::{FingerprintKey, Secret, stores};
 
 /// Where a credential was seen: never its value.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -104,10 +104,10 @@ impl AnalysedCredential {
             .filter(|capability| capability.action == Action::Destroy)
             .map(|capability| {
                 format!(
-                    "{} {}: {}",
+                    "{} ({} in {})",
+                    capability.via,
                     capability.resource,
-                    selector_text(capability),
-                    capability.via
+                    selector_text(capability)
                 )
             })
             .collect()
@@ -606,13 +606,12 @@ pub fn findings(credential: &AnalysedCredential, destroys: &[String]) -> Vec<Fin
             FindingKind::CredentialDestructiveScope,
             subject.as_str(),
             format!(
-                "This credential can destroy {} at any time: {}{}.",
-                destroys.join(", "),
-                public.label,
+                "{subject} can destroy {} at any time: {}.",
+                and_list(destroys),
                 if reach.is_empty() {
-                    String::new()
+                    public.label.clone()
                 } else {
-                    format!(" → {reach}")
+                    reach.clone()
                 }
             ),
         )
@@ -656,61 +655,19 @@ pub fn findings(credential: &AnalysedCredential, destroys: &[String]) -> Vec<Fin
     findings
 }
 
+/// `a`, `a and b`, `a, b and c`.
+fn and_list(items: &[String]) -> String {
+    match items {
+        [] => String::new(),
+        [one] => one.clone(),
+        [init @ .., last] => format!("{} and {last}", init.join(", ")),
+    }
+}
+
 fn plural(resource: &str) -> String {
     if resource.ends_with('s') {
         resource.to_owned()
     } else {
         format!("{resource}s")
     }
-}
-
-/// TEMPORARY: the discovery and scope APIs are being written; this keeps the crate building.
-mod adapter {
-    use std::path::{Path, PathBuf};
-
-    use crate::credentials::Secret;
-    use crate::credentials::scope::Capability;
-
-    #[derive(Debug, Default)]
-    pub struct ScanOptions;
-    pub struct Sighting {
-        pub rule_id: String,
-        pub label: String,
-        pub family: String,
-        pub secret: Secret,
-        pub source: SightingSource,
-    }
-    impl Sighting {
-        pub fn preview(&self) -> String {
-            self.secret.preview()
-        }
-    }
-    pub enum SightingSource {
-        File { path: PathBuf, line: u32 },
-        Environment { variable: String },
-        CredentialStore { path: PathBuf, line: u32 },
-    }
-    #[derive(Default)]
-    pub struct Report {
-        pub sightings: Vec<Sighting>,
-        pub skipped: Vec<String>,
-        pub problems: Vec<String>,
-        pub files_scanned: u64,
-        pub bytes_scanned: u64,
-    }
-    pub mod scanner {
-        pub fn scan_paths(_paths: &[std::path::PathBuf], _options: &super::ScanOptions) -> super::Report {
-            super::Report::default()
-        }
-    }
-    pub mod stores {
-        pub fn scan_credential_stores(_home: &std::path::Path) -> super::Report {
-            super::Report::default()
-        }
-        pub fn scan_environment(_vars: impl IntoIterator<Item = (String, String)>) -> Vec<super::Sighting> {
-            Vec::new()
-        }
-    }
-    #[allow(dead_code)]
-    fn _unused(_: &Path) {}
 }
