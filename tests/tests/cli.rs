@@ -126,3 +126,74 @@ async fn demo_shows_an_enrolled_agent_connected_and_leaves_nothing_running() {
         .collect();
     assert!(leftovers.is_empty(), "left running: {leftovers:?}");
 }
+
+/// `lifeboat-agent scan PATH…` speaks DESIGN.md §7's JSON: credentials by fingerprint and
+/// preview with where they were found and what they can destroy; the value itself never.
+#[tokio::test]
+async fn scan_reports_credentials_by_fingerprint_and_exits_1_on_an_exposed_one() {
+    let dir = tempfile::tempdir().expect("dir");
+    let token = uuid::Uuid::new_v4().to_string();
+    // ghp_ and 36 alphanumerics, like a classic GitHub token.
+    let github: String = format!("ghp_{}{}", uuid::Uuid::new_v4().simple(), uuid::Uuid::new_v4().simple())
+        .chars()
+        .take(40)
+        .collect();
+    std::fs::create_dir_all(dir.path().join("scripts")).expect("mkdir");
+    std::fs::write(
+        dir.path().join("scripts/domains.env"),
+        format!("# domains\nRAILWAY_TOKEN={token}\nGH_TOKEN={github}\n"),
+    )
+    .expect("write");
+    let path = dir.path().display().to_string();
+    let (code, stdout, stderr) = lifeboat_tests::processes::run("lifeboat-agent", &["scan", &path, "--output", "json"])
+        .await
+        .expect("scan");
+    assert_eq!(code, 1, "an exposed destructive token exits 1: {stdout}\n{stderr}");
+    assert!(
+        !stdout.contains(&token) && !stderr.contains(&token),
+        "the token leaked: {stdout}"
+    );
+    assert!(!stdout.contains(&github), "the GitHub token leaked: {stdout}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    let credentials = report["credentials"].as_array().expect("credentials");
+    let railway = credentials
+        .iter()
+        .find(|credential| credential["family"] == "railway")
+        .unwrap_or_else(|| panic!("no Railway token in {report:#}"));
+    assert!(railway["fingerprint"].as_str().is_some_and(|fp| fp.starts_with("fp:")));
+    assert!(railway["preview"].as_str().is_some_and(|preview| preview.contains('…')));
+    assert_eq!(railway["line"], 2);
+    assert!(
+        railway["path"]
+            .as_str()
+            .is_some_and(|p| p.ends_with("scripts/domains.env"))
+    );
+    assert!(
+        railway["capabilities"]
+            .as_array()
+            .is_some_and(|caps| caps.iter().any(|cap| cap["action"] == "destroy")),
+        "{railway:#}"
+    );
+    assert!(
+        credentials.iter().any(|credential| credential["family"] == "github"),
+        "{report:#}"
+    );
+    let kinds: Vec<&str> = report["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .filter_map(|finding| finding["kind"].as_str())
+        .collect();
+    assert!(kinds.contains(&"credential.exposed"), "{kinds:?}");
+    assert!(kinds.contains(&"credential.destructive_scope"), "{kinds:?}");
+
+    // A clean tree exits 0.
+    let clean = tempfile::tempdir().expect("dir");
+    std::fs::write(clean.path().join("README.md"), "nothing to see\n").expect("write");
+    let clean_path = clean.path().display().to_string();
+    let (code, stdout, _) =
+        lifeboat_tests::processes::run("lifeboat-agent", &["scan", &clean_path, "--output", "json"])
+            .await
+            .expect("scan");
+    assert_eq!(code, 0, "{stdout}");
+}

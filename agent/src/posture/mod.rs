@@ -609,6 +609,46 @@ pub fn remember_good_run(work_dir: &Path, asset: &str, good: history::LastGood) 
 mod tests {
     use super::*;
 
+    fn point(id: &str, hours_ago: i64, size_bytes: u64) -> RecoveryPoint {
+        RecoveryPoint {
+            id: id.into(),
+            path: PathBuf::from(id),
+            format: crate::backups::BackupFormat::PgCustom,
+            created_at: Utc::now() - chrono::Duration::hours(hours_ago),
+            timestamp_source: crate::backups::TimestampSource::ArchiveHeader,
+            size_bytes,
+            checksum: None,
+            server_major: Some(15),
+            detail: serde_json::Value::Null,
+        }
+    }
+
+    fn source(points: Vec<RecoveryPoint>) -> SourcePosture {
+        SourcePosture {
+            backup: "nightly".into(),
+            place: Placed::default(),
+            point_count: points.len(),
+            points,
+            error: None,
+            safety: Safety {
+                backup: "nightly".into(),
+                shares: None,
+                destroyed_with_asset_by: Vec::new(),
+                safe: true,
+            },
+        }
+    }
+
+    #[test]
+    fn a_backup_half_the_size_of_the_one_before_is_reported() {
+        let shrunk_source = source(vec![point("new", 1, 400), point("old", 25, 1_000)]);
+        let finding = shrunk("db", &shrunk_source).expect("shrunk");
+        assert_eq!(finding.kind, FindingKind::BackupShrunk);
+        assert_eq!(finding.evidence["newest"]["id"], "new");
+        assert!(shrunk("db", &source(vec![point("new", 1, 600), point("old", 25, 1_000)])).is_none());
+        assert!(shrunk("db", &source(vec![point("only", 1, 10)])).is_none());
+    }
+
     #[test]
     fn urls_lose_their_passwords() {
         assert_eq!(

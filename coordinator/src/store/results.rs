@@ -279,7 +279,7 @@ mod tests {
     fn insert_statements_number_every_parameter() {
         let sql = insert_statement(2);
         assert!(sql.contains("($1, $2,"));
-        assert!(sql.contains("$16), ($17,"));
-        assert!(sql.ends_with("$32) ON CONFLICT (result_id) DO NOTHING"));
+        assert!(sql.contains("$17), ($18,"));
+        assert!(sql.ends_with("$34) ON CONFLICT (result_id) DO NOTHING"));
     }
 }
