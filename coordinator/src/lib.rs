@@ -13,6 +13,7 @@
 //! - [`ingest`]: group commit of run results, acknowledged after commit.
 //! - [`server`]: wiring and shutdown order.
 //! - [`admin`]: `token create`, `agents list`, `agents revoke`.
+//! - [`escalation`]: the outbox and its channels: Jira, PagerDuty, webhooks.
 //! - [`demo`]: the whole story on one machine.
 //! - [`cli`]: the command line.
 
@@ -21,6 +22,7 @@ pub mod ca;
 pub mod cli;
 pub mod config;
 pub mod demo;
+pub mod escalation;
 pub mod grpc;
 pub mod ingest;
 pub mod revocation;
