@@ -7,6 +7,7 @@
 //! - [`protocol`]: validated domain types converted from the generated protocol messages
 //!   (`TryFrom<proto>`), so malformed input is rejected once, on receive.
 //! - [`findings`]: the findings catalogue (stable `kind` codes and severities).
+//! - [`env_string`]: config strings with `${VAR}` expanded from the environment.
 //! - [`config_file`]: loads TOML configs with errors that name the file, line and field.
 //! - [`tls`]: certificates, the CA pin, agent identities in URI SANs, rustls configurations.
 //! - [`telemetry`]: tracing logs (text or JSON) and optional OTLP trace export.
@@ -14,6 +15,7 @@
 
 pub mod config_file;
 pub mod durations;
+pub mod env_string;
 pub mod findings;
 pub mod ids;
 pub mod protocol;
