@@ -9,8 +9,8 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use lifeboat_shared::config_file::{self, ConfigError};
-pub use lifeboat_shared::env_string::{EnvString, expand};
 use lifeboat_shared::durations::HumanDuration;
+pub use lifeboat_shared::env_string::{EnvString, expand};
 use lifeboat_shared::protocol::{AssetDecl, BackupDecl, Inventory, Location, TestDecl};
 use lifeboat_shared::telemetry::TelemetryConfig;
 use serde::Deserialize;
@@ -367,6 +367,7 @@ impl AgentConfig {
                     rpo_seconds: asset.rpo.as_secs(),
                     rto_seconds: asset.rto.as_secs(),
                     location: asset.location.clone(),
+                    test_interval_seconds: asset.test_interval.as_secs(),
                 })
                 .collect(),
             backups: self

@@ -52,8 +52,107 @@ pub enum Command {
     /// Lists and revokes agents.
     #[command(subcommand)]
     Agents(AgentsCommand),
-    /// Starts a coordinator and one enrolled agent on this machine and shows them connected.
+    /// The verdict of every asset; exit 0 when every asset is recoverable, 1 otherwise.
+    Posture {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        environment: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Recent runs (scheduled and manual), newest due first.
+    Runs {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        asset: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Open findings, worst first.
+    Findings {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        environment: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Queues a restore test of ASSET now; a connected agent runs it within seconds.
+    RunNow {
+        #[command(flatten)]
+        config: ConfigArg,
+        asset: String,
+        #[arg(long)]
+        environment: Option<String>,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Silences messages about an environment and/or asset until a time.
+    Silence {
+        #[command(flatten)]
+        config: ConfigArg,
+        #[arg(long)]
+        environment: Option<String>,
+        #[arg(long)]
+        asset: Option<String>,
+        /// How long, e.g. 2h.
+        #[arg(long = "for")]
+        duration: HumanDuration,
+        #[arg(long)]
+        reason: String,
+    },
+    /// Exports and verifies the hash-chained evidence log.
+    #[command(subcommand)]
+    Evidence(EvidenceCommand),
+    /// Creates operator API tokens (for /api/v1/…).
+    #[command(subcommand)]
+    OperatorToken(OperatorTokenCommand),
+    /// The whole story on one machine: a production database, its backups, an agent, the
+    /// drills, a ticket, the fixes, the resolve.
     Demo(crate::demo::DemoArgs),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum EvidenceCommand {
+    /// Writes evidence.jsonl, manifest.json and report.html (for auditors) to DIR.
+    Export {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// How far back, e.g. 90d.
+        #[arg(long, default_value = "90d")]
+        since: HumanDuration,
+        #[arg(long)]
+        out: PathBuf,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// Checks an exported folder: every record, the chain and the manifest. Exit 1 if tampered.
+    Verify {
+        dir: PathBuf,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum OperatorTokenCommand {
+    /// Creates a token for the JSON API; it is shown once and stored hashed.
+    Create {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Who or what uses it.
+        #[arg(long)]
+        name: String,
+        /// Expiry (default: none).
+        #[arg(long)]
+        ttl: Option<HumanDuration>,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -158,6 +257,145 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             store.revoke_agent(agent_id, chrono::Utc::now()).await?;
             store.close().await;
             println!("revoked agent {agent_id}; its session is cut within seconds and it can no longer connect");
+        }
+        Command::Posture {
+            config,
+            environment,
+            output,
+        } => {
+            let config = load_config(&config)?;
+            let store = open_store(&config).await?;
+            let report = crate::reports::posture(&store, environment.as_deref()).await?;
+            store.close().await;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                Output::Text => print!("{}", report.render()),
+            }
+            return Ok(if report.recoverable {
+                std::process::ExitCode::SUCCESS
+            } else {
+                std::process::ExitCode::from(1)
+            });
+        }
+        Command::Runs {
+            config,
+            asset,
+            limit,
+            output,
+        } => {
+            let config = load_config(&config)?;
+            let store = open_store(&config).await?;
+            let runs = store.runs(asset.as_deref(), limit.min(10_000)).await?;
+            store.close().await;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&runs)?),
+                Output::Text => print!("{}", crate::reports::runs_table(&runs)),
+            }
+        }
+        Command::Findings {
+            config,
+            environment,
+            output,
+        } => {
+            let config = load_config(&config)?;
+            let store = open_store(&config).await?;
+            let findings = crate::reports::findings(&store, environment.as_deref()).await?;
+            store.close().await;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&findings)?),
+                Output::Text => print!("{}", crate::reports::findings_text(&findings)),
+            }
+        }
+        Command::RunNow {
+            config,
+            asset,
+            environment,
+            output,
+        } => {
+            let config = load_config(&config)?;
+            let store = open_store(&config).await?;
+            let run =
+                crate::reports::run_now(&store, &config, &asset, environment.as_deref(), chrono::Utc::now()).await;
+            store.close().await;
+            let run = run?;
+            match output {
+                Output::Json => println!(
+                    "{}",
+                    serde_json::json!({"environment": run.environment, "asset": run.asset, "due_at": run.due_at})
+                ),
+                Output::Text => println!(
+                    "queued a restore test of {}/{}; a connected agent of {} starts it within seconds",
+                    run.environment, run.asset, run.environment
+                ),
+            }
+        }
+        Command::Silence {
+            config,
+            environment,
+            asset,
+            duration,
+            reason,
+        } => {
+            let config = load_config(&config)?;
+            let store = open_store(&config).await?;
+            let now = chrono::Utc::now();
+            let until = now + chrono::Duration::from_std(duration.into()).unwrap_or_default();
+            let id = store
+                .add_silence(environment.as_deref(), asset.as_deref(), until, &reason, now)
+                .await?;
+            store.close().await;
+            println!("silence {id} until {}", until.to_rfc3339());
+        }
+        Command::Evidence(EvidenceCommand::Export {
+            config,
+            since,
+            out,
+            output,
+        }) => {
+            let config = load_config(&config)?;
+            let store = open_store(&config).await?;
+            let since = chrono::Utc::now() - chrono::Duration::from_std(since.into()).unwrap_or_default();
+            let summary = crate::evidence::export(&store, since, &out).await;
+            store.close().await;
+            let summary = summary?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
+                Output::Text => print!("{}", summary.render()),
+            }
+        }
+        Command::Evidence(EvidenceCommand::Verify { dir, output }) => {
+            let report = crate::evidence::verify(&dir)?;
+            match output {
+                Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+                Output::Text => print!("{}", report.render()),
+            }
+            if !report.verified {
+                return Ok(std::process::ExitCode::from(1));
+            }
+        }
+        Command::OperatorToken(OperatorTokenCommand::Create {
+            config,
+            name,
+            ttl,
+            output,
+        }) => {
+            let config = load_config(&config)?;
+            let store = open_store(&config).await?;
+            let expires_at =
+                ttl.map(|ttl| chrono::Utc::now() + chrono::Duration::from_std(ttl.into()).unwrap_or_default());
+            let token = store.create_operator_token(&name, expires_at).await;
+            store.close().await;
+            let token = token?;
+            match output {
+                Output::Json => println!(
+                    "{}",
+                    serde_json::json!({"name": name, "token": token, "expires_at": expires_at})
+                ),
+                Output::Text => {
+                    println!("token: {token}");
+                    println!("Use it as `Authorization: Bearer {token}`; it is not shown again.");
+                }
+            }
         }
         Command::Demo(args) => return crate::demo::run(args).await,
     }

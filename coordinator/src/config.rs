@@ -31,6 +31,16 @@ pub struct Config {
     pub agents: AgentsConfig,
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    #[serde(default)]
+    pub schedule: ScheduleConfig,
+    #[serde(default)]
+    pub alerts: AlertsConfig,
+    /// Jira projects, PagerDuty services and webhooks messages can go to.
+    #[serde(default)]
+    pub channel: Vec<crate::escalation::channels::ChannelConfig>,
+    /// Which flips go to which channels.
+    #[serde(default)]
+    pub route: Vec<RouteConfig>,
     /// How long shutdown waits for in-flight work before giving up.
     #[serde(default = "default_shutdown_grace")]
     pub shutdown_grace: HumanDuration,
@@ -79,6 +89,115 @@ impl Default for AgentsConfig {
             offline_after: default_offline_after(),
         }
     }
+}
+
+/// `[schedule]`: how due runs are materialised and leased.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScheduleConfig {
+    /// Start times are spread over this window after the cron time (a fixed offset per test,
+    /// so that a thousand tests at `0 3 * * *` do not start in the same second).
+    #[serde(default = "default_jitter")]
+    pub jitter: HumanDuration,
+    /// A run not started this long after its due time is missed (and reported by the
+    /// dead-man's switch), not started late.
+    #[serde(default = "default_start_deadline")]
+    pub start_deadline: HumanDuration,
+    /// Leases of one run before it is given up.
+    #[serde(default = "default_max_attempts")]
+    pub max_attempts: u32,
+    /// Added to a run's timeout for its lease; an agent disconnected for this long loses its
+    /// leases.
+    #[serde(default = "default_lease_grace")]
+    pub lease_grace: HumanDuration,
+}
+
+impl Default for ScheduleConfig {
+    fn default() -> Self {
+        Self {
+            jitter: default_jitter(),
+            start_deadline: default_start_deadline(),
+            max_attempts: default_max_attempts(),
+            lease_grace: default_lease_grace(),
+        }
+    }
+}
+
+/// `[alerts]`: the dead-man's switch and escalation timing.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AlertsConfig {
+    /// An agent silent this long is lost (`agent.lost`).
+    #[serde(default = "default_agent_lost_after")]
+    pub agent_lost_after: HumanDuration,
+    /// How often every verdict is re-evaluated (overdue tests, lost agents, reminders).
+    #[serde(default = "default_evaluate_every")]
+    pub evaluate_every: HumanDuration,
+    /// The status page's public URL, linked from tickets.
+    #[serde(default)]
+    pub public_url: Option<String>,
+    /// Reminders (Jira comments, PagerDuty re-triggers) per open ticket at most.
+    #[serde(default = "default_max_reminders")]
+    pub max_reminders: u32,
+}
+
+impl Default for AlertsConfig {
+    fn default() -> Self {
+        Self {
+            agent_lost_after: default_agent_lost_after(),
+            evaluate_every: default_evaluate_every(),
+            public_url: None,
+            max_reminders: default_max_reminders(),
+        }
+    }
+}
+
+/// `[[route]]`: which flips go to which channels.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Environment globs (`pocketos-*`); default every environment.
+    #[serde(default = "default_all")]
+    pub environments: Vec<String>,
+    /// Only flips whose worst reason is at least this severe.
+    #[serde(default = "default_min_severity")]
+    pub min_severity: lifeboat_shared::findings::Severity,
+    /// Channel names (`[[channel]] name`).
+    pub channels: Vec<String>,
+    /// Wait this long before sending a trigger: a flip back within it sends nothing.
+    #[serde(default)]
+    pub group_wait: Option<HumanDuration>,
+    /// Remind while still not recoverable, this often.
+    #[serde(default)]
+    pub repeat_interval: Option<HumanDuration>,
+}
+
+fn default_jitter() -> HumanDuration {
+    HumanDuration::from_secs(300)
+}
+fn default_start_deadline() -> HumanDuration {
+    HumanDuration::from_secs(3600)
+}
+fn default_max_attempts() -> u32 {
+    3
+}
+fn default_lease_grace() -> HumanDuration {
+    HumanDuration::from_secs(120)
+}
+fn default_agent_lost_after() -> HumanDuration {
+    HumanDuration::from_secs(900)
+}
+fn default_evaluate_every() -> HumanDuration {
+    HumanDuration::from_secs(30)
+}
+fn default_max_reminders() -> u32 {
+    5
+}
+fn default_all() -> Vec<String> {
+    vec!["*".to_owned()]
+}
+fn default_min_severity() -> lifeboat_shared::findings::Severity {
+    lifeboat_shared::findings::Severity::High
 }
 
 fn default_http_listen() -> SocketAddr {
@@ -168,6 +287,38 @@ impl Config {
                 "agents.certificate_ttl",
                 "must be between 30s and 30d",
             ));
+        }
+        let mut names = std::collections::HashSet::new();
+        for channel in &self.channel {
+            if !names.insert(channel.name()) {
+                return Err(ConfigError::at(
+                    path,
+                    text,
+                    span_of(channel.name()),
+                    "channel.name",
+                    format!("{:?} is declared twice", channel.name()),
+                ));
+            }
+            if let Err(err) = crate::escalation::channels::Channel::from_config(channel) {
+                return Err(ConfigError::at(
+                    path,
+                    text,
+                    span_of(channel.name()),
+                    "channel",
+                    err.to_string(),
+                ));
+            }
+        }
+        for route in &self.route {
+            if let Some(unknown) = route.channels.iter().find(|name| !names.contains(name.as_str())) {
+                return Err(ConfigError::at(
+                    path,
+                    text,
+                    span_of(unknown),
+                    "route.channels",
+                    format!("no [[channel]] is named {unknown:?}"),
+                ));
+            }
         }
         if self.agents.heartbeat_interval.as_secs() == 0 {
             return Err(ConfigError::at(

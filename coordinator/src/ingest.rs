@@ -35,10 +35,16 @@ pub struct ResultIngestor {
 }
 
 impl ResultIngestor {
-    /// Starts the writer task; it stops after draining its queue once `shutdown` fires.
-    pub fn spawn(store: Store, tracker: &tokio_util::task::TaskTracker, shutdown: CancellationToken) -> Self {
+    /// Starts the writer task; it stops after draining its queue once `shutdown` fires. Each
+    /// committed batch is also handed to `committed` (runs completed, evidence, verdicts).
+    pub fn spawn(
+        store: Store,
+        tracker: &tokio_util::task::TaskTracker,
+        shutdown: CancellationToken,
+        committed: Option<mpsc::UnboundedSender<Vec<ResultRow>>>,
+    ) -> Self {
         let (submissions, receiver) = mpsc::channel(QUEUE_DEPTH);
-        tracker.spawn(write_batches(store, receiver, shutdown));
+        tracker.spawn(write_batches(store, receiver, shutdown, committed));
         Self { submissions }
     }
 
@@ -61,7 +67,12 @@ impl ResultIngestor {
     }
 }
 
-async fn write_batches(store: Store, mut receiver: mpsc::Receiver<Submission>, shutdown: CancellationToken) {
+async fn write_batches(
+    store: Store,
+    mut receiver: mpsc::Receiver<Submission>,
+    shutdown: CancellationToken,
+    committed: Option<mpsc::UnboundedSender<Vec<ResultRow>>>,
+) {
     let mut batch: Vec<Submission> = Vec::with_capacity(MAX_BATCH);
     loop {
         let first = tokio::select! {
@@ -81,21 +92,31 @@ async fn write_batches(store: Store, mut receiver: mpsc::Receiver<Submission>, s
                 Err(_) => break,
             }
         }
-        commit(&store, &mut batch).await;
+        if let Some(rows) = commit(&store, &mut batch).await
+            && let Some(committed) = &committed
+        {
+            let _closed = committed.send(rows);
+        }
     }
 }
 
-async fn commit(store: &Store, batch: &mut Vec<Submission>) {
+/// Commits a batch and acknowledges it; returns the committed rows.
+async fn commit(store: &Store, batch: &mut Vec<Submission>) -> Option<Vec<ResultRow>> {
     let rows: Vec<ResultRow> = batch.iter().map(|submission| submission.row.clone()).collect();
     let mut delay = Duration::from_millis(50);
     for attempt in 1..=5 {
         match store.insert_results(&rows).await {
             Ok(inserted) => {
                 tracing::debug!(received = rows.len(), inserted, "results committed");
+                // The evidence log is appended before the ack too: an acknowledged restore result
+                // is in the chain (appending is idempotent by result id, so a resend is harmless).
+                if let Err(err) = append_evidence(store, &rows).await {
+                    tracing::error!(error = %err, results = rows.len(), "cannot append to the evidence log");
+                }
                 for submission in batch.drain(..) {
                     send_ack(&submission.ack_to, submission.row.result.result_id);
                 }
-                return;
+                return Some(rows);
             }
             Err(err) => {
                 tracing::warn!(error = %err, attempt, results = rows.len(), "cannot store results; retrying");
@@ -110,6 +131,23 @@ async fn commit(store: &Store, batch: &mut Vec<Submission>) {
         "giving up on a batch of results; agents will resend"
     );
     batch.clear();
+    None
+}
+
+async fn append_evidence(store: &Store, rows: &[ResultRow]) -> Result<u64, crate::store::StoreError> {
+    let mut delay = Duration::from_millis(50);
+    let mut last = None;
+    for _ in 0..5 {
+        match store.append_evidence(rows).await {
+            Ok(appended) => return Ok(appended),
+            Err(err) => {
+                last = Some(err);
+                tokio::time::sleep(delay).await;
+                delay *= 2;
+            }
+        }
+    }
+    Err(last.unwrap_or(crate::store::StoreError::Corrupt("no attempt".into())))
 }
 
 fn send_ack(ack_to: &Outbound, result_id: ResultId) {

@@ -11,9 +11,15 @@
 //! - [`sessions`]: live agent sessions, last-seen batching.
 //! - [`revocation`]: revoked agents, and cutting their sessions.
 //! - [`ingest`]: group commit of run results, acknowledged after commit.
+//! - [`posture`]: verdicts per asset over time, flips and the messages they ask for.
+//! - [`scheduler`]: cron → due runs → leases to connected agents.
 //! - [`server`]: wiring and shutdown order.
+//! - [`reports`]: `posture`, `runs`, `findings`, `run-now`.
 //! - [`admin`]: `token create`, `agents list`, `agents revoke`.
+//! - [`http`]: the JSON API, the status page, `/metrics`, `/healthz` and `/readyz`.
 //! - [`escalation`]: the outbox and its channels: Jira, PagerDuty, webhooks.
+//! - [`evidence`]: export of the hash-chained evidence log (JSON lines, manifest, HTML report)
+//!   and its verification without the database.
 //! - [`demo`]: the whole story on one machine.
 //! - [`cli`]: the command line.
 
@@ -23,9 +29,14 @@ pub mod cli;
 pub mod config;
 pub mod demo;
 pub mod escalation;
+pub mod evidence;
 pub mod grpc;
+pub mod http;
 pub mod ingest;
+pub mod posture;
+pub mod reports;
 pub mod revocation;
+pub mod scheduler;
 pub mod server;
 pub mod sessions;
 pub mod store;

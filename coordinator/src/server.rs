@@ -2,6 +2,7 @@
 //! the shutdown order (stop ingress and cut sessions, let background tasks finish their
 //! in-flight writes under a deadline, close the store).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -13,11 +14,15 @@ use tokio_util::task::TaskTracker;
 
 use crate::ca::CertificateAuthority;
 use crate::config::Config;
+use crate::escalation::channels::Channel;
+use crate::escalation::outbox::OutboxWorker;
 use crate::grpc::{self, AgentApi, EnrollmentApi};
 use crate::ingest::ResultIngestor;
+use crate::posture::Posture;
 use crate::revocation::{self, Revocations};
+use crate::scheduler::Scheduler;
 use crate::sessions::{self, SessionRegistry};
-use crate::store::Store;
+use crate::store::{ResultRow, Store};
 
 /// A coordinator ready to serve: everything that can fail on bad configuration has been done.
 pub struct Coordinator {
@@ -25,6 +30,42 @@ pub struct Coordinator {
     store: Store,
     ca: Arc<CertificateAuthority>,
     tls: Arc<rustls::ServerConfig>,
+    channels: Arc<BTreeMap<String, Channel>>,
+    /// With SQLite: the lock that keeps a second replica away, held while serving.
+    _replica_lock: Option<ReplicaLock>,
+}
+
+/// An exclusive lock on `<sqlite file>.lock`: SQLite serves one coordinator replica.
+struct ReplicaLock {
+    _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+impl ReplicaLock {
+    fn acquire(database_url: &str) -> anyhow::Result<Option<Self>> {
+        let Some(path) = database_url
+            .strip_prefix("sqlite://")
+            .or_else(|| database_url.strip_prefix("sqlite:"))
+        else {
+            return Ok(None);
+        };
+        let path = path.split('?').next().unwrap_or(path);
+        let lock_path = format!("{path}.lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .with_context(|| format!("open {lock_path}"))?;
+        match nix::fcntl::Flock::lock(file, nix::fcntl::FlockArg::LockExclusiveNonblock) {
+            Ok(lock) => Ok(Some(Self { _lock: lock })),
+            Err((_, nix::errno::Errno::EWOULDBLOCK)) => anyhow::bail!(
+                "another coordinator is already serving the SQLite store {path}: SQLite supports one \
+                 coordinator; to run several replicas, point every one at the same PostgreSQL \
+                 ([database] url = \"postgres://…\")"
+            ),
+            Err((_, errno)) => Err(anyhow::anyhow!("lock {lock_path}: {errno}")),
+        }
+    }
 }
 
 impl Coordinator {
@@ -34,7 +75,13 @@ impl Coordinator {
         tls::install_crypto_provider();
         std::fs::create_dir_all(&config.data_dir)
             .with_context(|| format!("create data directory {}", config.data_dir.display()))?;
+        let replica_lock = ReplicaLock::acquire(&config.database_url())?;
         let store = Store::connect(&config.database_url()).await.context("open the store")?;
+        let mut channels = BTreeMap::new();
+        for channel in &config.channel {
+            let built = Channel::from_config(channel).context("configure a channel")?;
+            channels.insert(built.name().to_owned(), built);
+        }
         let ca = CertificateAuthority::load_or_create(&config.data_dir, &config.ca).context("load the CA")?;
         let (chain, key) = ca
             .issue_server_certificate(&config.server_names)
@@ -45,6 +92,8 @@ impl Coordinator {
             store,
             ca: Arc::new(ca),
             tls: Arc::new(tls),
+            channels: Arc::new(channels),
+            _replica_lock: replica_lock,
         })
     }
 
@@ -62,9 +111,26 @@ impl Coordinator {
 
     /// Serves agents on `listener` until `shutdown` is cancelled, then shuts down in order.
     pub async fn serve(self, listener: TcpListener, shutdown: CancellationToken) -> anyhow::Result<()> {
-        let Self { config, store, ca, tls } = self;
+        self.serve_with_http(listener, None, shutdown).await
+    }
+
+    /// [`Coordinator::serve`], plus the API, status page and `/metrics` on `http` when given.
+    pub async fn serve_with_http(
+        self,
+        listener: TcpListener,
+        http: Option<TcpListener>,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let Self {
+            config,
+            store,
+            ca,
+            tls,
+            channels,
+            _replica_lock,
+        } = self;
         let instance = uuid::Uuid::new_v4().to_string();
-        let sessions = SessionRegistry::new(instance);
+        let sessions = SessionRegistry::new(instance.clone());
         let revocations = Revocations::default();
         revocation::load(&store, &revocations)
             .await
@@ -72,7 +138,38 @@ impl Coordinator {
 
         let tasks = TaskTracker::new();
         let background = CancellationToken::new();
-        let ingestor = ResultIngestor::spawn(store.clone(), &tasks, background.clone());
+        let background_http = background.clone();
+        let posture = Posture {
+            store: store.clone(),
+            routes: config.route.clone(),
+            alerts: config.alerts.clone(),
+        };
+        if let Some(http) = http {
+            let registry = sessions.clone();
+            let router = crate::http::router(crate::http::HttpState {
+                store: store.clone(),
+                connected_agents: Arc::new(move || registry.len()),
+                public_url: config.alerts.public_url.clone(),
+            });
+            tasks.spawn(async move {
+                if let Err(err) = crate::http::serve(http, router, background_http).await {
+                    tracing::error!(error = %err, "the HTTP server stopped");
+                }
+            });
+        }
+        let (committed_tx, committed_rx) = tokio::sync::mpsc::unbounded_channel();
+        let ingestor = ResultIngestor::spawn(store.clone(), &tasks, background.clone(), Some(committed_tx));
+        tasks.spawn(process_committed(store.clone(), posture.clone(), committed_rx));
+        tasks.spawn(evaluate_periodically(posture, background.clone()));
+        tasks.spawn(Scheduler::new(store.clone(), sessions.clone(), config.schedule.clone()).run(background.clone()));
+        tasks.spawn(
+            OutboxWorker {
+                store: store.clone(),
+                channels,
+                instance,
+            }
+            .run(background.clone()),
+        );
         tasks.spawn(revocation::watch(
             store.clone(),
             revocations.clone(),
@@ -134,12 +231,69 @@ impl Coordinator {
     }
 }
 
+/// After each committed batch: completes the runs the results answer, then re-evaluates the
+/// verdict of every asset the batch touched.
+async fn process_committed(
+    store: Store,
+    posture: Posture,
+    mut committed: tokio::sync::mpsc::UnboundedReceiver<Vec<ResultRow>>,
+) {
+    while let Some(mut rows) = committed.recv().await {
+        // Coalesce what queued up meanwhile: one evaluation per asset.
+        while let Ok(more) = committed.try_recv() {
+            rows.extend(more);
+        }
+        let now = chrono::Utc::now();
+        let mut assets = std::collections::BTreeSet::new();
+        for row in &rows {
+            let result = &row.result;
+            if let Some(run_id) = result.run_id
+                && let Err(err) = store
+                    .complete_run(run_id, result.result_id.0, result.outcome.as_str(), now)
+                    .await
+            {
+                tracing::warn!(%run_id, error = %err, "cannot complete a run");
+            }
+            assets.insert((row.environment.to_string(), result.asset.clone()));
+        }
+        for (environment, asset) in assets {
+            if let Err(err) = posture.evaluate(&environment, &asset, now).await {
+                tracing::warn!(%environment, %asset, error = %err, "cannot evaluate a verdict; the next pass retries");
+            }
+        }
+    }
+}
+
+/// The dead-man's switch and reminders: every verdict re-evaluated every `evaluate_every`.
+async fn evaluate_periodically(posture: Posture, shutdown: CancellationToken) {
+    let every: Duration = posture.alerts.evaluate_every.into();
+    let mut ticker = tokio::time::interval(every.max(Duration::from_secs(1)));
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = ticker.tick() => {}
+        }
+        let now = chrono::Utc::now();
+        if let Err(err) = posture.evaluate_all(now).await {
+            tracing::warn!(error = %err, "periodic evaluation failed");
+        }
+        if let Err(err) = posture.remind(now).await {
+            tracing::warn!(error = %err, "reminders failed");
+        }
+    }
+}
+
 /// Runs `serve` from a config file path: parse, prepare, bind, serve.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let listen = config.listen;
+    let http_listen = config.http_listen;
     let coordinator = Coordinator::prepare(config).await?;
     let listener = TcpListener::bind(listen)
         .await
         .with_context(|| format!("bind {listen}"))?;
-    coordinator.serve(listener, shutdown).await
+    let http = TcpListener::bind(http_listen)
+        .await
+        .with_context(|| format!("bind {http_listen} (http_listen)"))?;
+    coordinator.serve_with_http(listener, Some(http), shutdown).await
 }

@@ -57,4 +57,3 @@ pub fn expand(template: &str, lookup: impl Fn(&str) -> Option<String>) -> Result
     out.push_str(rest);
     Ok(out)
 }
-

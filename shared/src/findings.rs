@@ -86,6 +86,7 @@ catalogue! {
     AgentLost => "agent.lost", High;
     AgentSelfScope => "agent.self_scope", High;
     BackupShrunk => "backup.shrunk", High;
+    ChannelFailing => "channel.failing", High;
 }
 
 /// Error for a finding code outside the catalogue.
@@ -168,7 +169,7 @@ mod tests {
             assert!(seen.insert(kind.code()), "duplicate code {}", kind.code());
             assert_eq!(kind.code().parse::<FindingKind>(), Ok(*kind));
         }
-        assert_eq!(seen.len(), 18);
+        assert_eq!(seen.len(), 19);
     }
 
     #[test]

@@ -140,6 +140,9 @@ pub struct AssetDecl {
     pub rpo_seconds: u64,
     pub rto_seconds: u64,
     pub location: Location,
+    /// How often a restore test must pass; 0 means the default (24 h).
+    #[serde(default)]
+    pub test_interval_seconds: u64,
 }
 
 /// One declared backup source, as reported in an inventory.
@@ -402,6 +405,7 @@ impl TryFrom<pb::Inventory> for Inventory {
                     rpo_seconds: asset.rpo_seconds,
                     rto_seconds: asset.rto_seconds,
                     location: asset.location.unwrap_or_default().try_into()?,
+                    test_interval_seconds: asset.test_interval_seconds,
                 })
             })?,
             backups: bounded_list("backups", inventory.backups, |backup| {
@@ -437,6 +441,7 @@ impl From<Inventory> for pb::Inventory {
                     rpo_seconds: asset.rpo_seconds,
                     rto_seconds: asset.rto_seconds,
                     location: Some(asset.location.into()),
+                    test_interval_seconds: asset.test_interval_seconds,
                 })
                 .collect(),
             backups: inventory

@@ -10,6 +10,8 @@
 //! - [`postgres`]: throw-away PostgreSQL clusters.
 //! - [`raw`]: a byte-level gRPC codec for sending malformed messages.
 //! - [`rentals`]: a generated rental business database.
+//! - [`vendors`]: local Jira, PagerDuty and webhook servers that check every request against the
+//!   vendors' OpenAPI specs and inject faults, for the notifier contract tests.
 //! - [`volume`]: another volume (a tmpfs) for backups kept off the production disk.
 
 pub mod agent_check;
@@ -18,6 +20,7 @@ pub mod postgres;
 pub mod processes;
 pub mod raw;
 pub mod rentals;
+pub mod vendors;
 pub mod volume;
 
 /// Polls `condition` every 50 ms until it holds or `timeout` passes; returns whether it held.

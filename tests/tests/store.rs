@@ -9,7 +9,8 @@ use std::collections::BTreeSet;
 
 use chrono::{DateTime, Duration, Utc};
 use lifeboat_coordinator::store::{
-    AgentRecord, Claimed, IssuedCertificate, NewJoinToken, ResultRow, Store, StoreError, TokenClaim,
+    AgentRecord, Claimed, IssuedCertificate, LeaseRequest, NewJoinToken, NewMessage, NewRun, ResultRow, Store,
+    StoreError, TestSpec, TokenClaim, VerdictRecord,
 };
 use lifeboat_shared::findings::{Finding, FindingKind, Severity};
 use lifeboat_shared::ids::{AgentId, Environment, ResultId, RunId};
@@ -95,6 +96,12 @@ store_tests! {
     results_are_stored_once,
     results_round_trip,
     results_for_asset_are_newest_first_and_limited,
+    runs_are_materialised_once_per_due_time,
+    concurrent_leases_of_one_run_have_one_winner,
+    expired_leases_requeue_until_attempts_run_out_and_late_runs_are_missed,
+    a_flip_is_recorded_once_with_its_messages_under_concurrency,
+    outbox_messages_go_to_one_worker_and_a_resolve_waits_for_its_trigger,
+    a_flip_back_before_the_trigger_was_sent_sends_nothing,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -672,4 +679,465 @@ async fn results_for_asset_are_newest_first_and_limited(db: TestDb) {
     assert_eq!(newest, [4, 3, 2].map(|i| t + Duration::minutes(i)));
     assert_eq!(store.results_for_asset("other", 10).await.expect("read").len(), 2);
     assert!(store.results_for_asset("missing", 10).await.expect("read").is_empty());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Drills: tests, runs, leases
+
+fn spec(asset: &str) -> TestSpec {
+    TestSpec {
+        environment: "prod".into(),
+        asset: asset.into(),
+        schedule: "0 */6 * * *".into(),
+        timeout_seconds: 600,
+        interval_seconds: 86_400,
+        rpo_seconds: 86_400,
+        rto_seconds: 1800,
+    }
+}
+
+fn new_run(asset: &str, due_at: DateTime<Utc>, max_attempts: i64) -> NewRun {
+    NewRun {
+        environment: "prod".into(),
+        asset: asset.into(),
+        due_at,
+        start_deadline: due_at + Duration::hours(1),
+        timeout_seconds: 600,
+        max_attempts,
+        manual: false,
+    }
+}
+
+async fn runs_are_materialised_once_per_due_time(db: TestDb) {
+    let t = now();
+    db.store.sync_tests(&[spec("db")], t).await.expect("sync");
+    let other = Store::connect(&db.url).await.expect("second replica");
+    let due = t - Duration::minutes(1);
+    let mut racers = tokio::task::JoinSet::new();
+    for i in 0..10 {
+        let store = if i % 2 == 0 { db.store.clone() } else { other.clone() };
+        racers.spawn(async move {
+            store
+                .materialise_runs(
+                    "prod",
+                    "db",
+                    &[new_run("db", due, 3)],
+                    Some(due + Duration::hours(6)),
+                    t,
+                )
+                .await
+                .expect("materialise")
+        });
+    }
+    let mut inserted = 0;
+    while let Some(count) = racers.join_next().await {
+        inserted += count.expect("task");
+    }
+    assert_eq!(inserted, 1);
+    assert_eq!(db.store.runs(Some("db"), 10).await.expect("runs").len(), 1);
+    let test = db.store.tests().await.expect("tests").remove(0);
+    assert_eq!(test.next_due_at, Some(due + Duration::hours(6)));
+    // A new schedule from the inventory resets the next due time; overrides survive syncs.
+    assert!(
+        db.store
+            .set_test_override("prod", "db", Some("0 3 * * *"), None, false)
+            .await
+            .expect("override")
+    );
+    db.store.sync_tests(&[spec("db")], t).await.expect("sync");
+    let test = db.store.tests().await.expect("tests").remove(0);
+    assert_eq!(test.effective_schedule(), "0 3 * * *");
+    other.close().await;
+}
+
+async fn concurrent_leases_of_one_run_have_one_winner(db: TestDb) {
+    let t = now();
+    db.store.sync_tests(&[spec("db")], t).await.expect("sync");
+    db.store
+        .materialise_runs("prod", "db", &[new_run("db", t - Duration::seconds(5), 3)], None, t)
+        .await
+        .expect("materialise");
+    let other = Store::connect(&db.url).await.expect("second replica");
+    let assets = vec!["db".to_owned()];
+    let mut racers = tokio::task::JoinSet::new();
+    for i in 0..10 {
+        let store = if i % 2 == 0 { db.store.clone() } else { other.clone() };
+        let assets = assets.clone();
+        racers.spawn(async move {
+            store
+                .lease_runs(
+                    &LeaseRequest {
+                        agent: AgentId::new(),
+                        instance: &format!("replica-{}", i % 2),
+                        environment: "prod",
+                        assets: &assets,
+                        grace_millis: 60_000,
+                    },
+                    t,
+                    1,
+                )
+                .await
+                .expect("lease")
+                .len()
+        });
+    }
+    let mut leased = 0;
+    while let Some(count) = racers.join_next().await {
+        leased += count.expect("task");
+    }
+    assert_eq!(leased, 1, "exactly one agent gets the run");
+    let run = db.store.runs(Some("db"), 1).await.expect("runs").remove(0);
+    assert_eq!((run.state.as_str(), run.attempts), ("leased", 1));
+    // An agent holding a lease gets no second one; another environment's agent gets nothing.
+    db.store
+        .materialise_runs("prod", "db", &[new_run("db", t - Duration::seconds(1), 3)], None, t)
+        .await
+        .expect("materialise");
+    let holder = run.agent_id.expect("holder");
+    assert!(
+        db.store
+            .lease_runs(
+                &LeaseRequest {
+                    agent: holder,
+                    instance: "r",
+                    environment: "prod",
+                    assets: &assets,
+                    grace_millis: 60_000
+                },
+                t,
+                1
+            )
+            .await
+            .expect("lease")
+            .is_empty()
+    );
+    assert!(
+        db.store
+            .lease_runs(
+                &LeaseRequest {
+                    agent: AgentId::new(),
+                    instance: "r",
+                    environment: "staging",
+                    assets: &assets,
+                    grace_millis: 60_000
+                },
+                t,
+                1
+            )
+            .await
+            .expect("lease")
+            .is_empty()
+    );
+    // A result completes it, once.
+    assert!(
+        db.store
+            .complete_run(run.run_id, uuid::Uuid::new_v4(), "passed", t)
+            .await
+            .expect("complete")
+    );
+    assert!(
+        !db.store
+            .complete_run(run.run_id, uuid::Uuid::new_v4(), "passed", t)
+            .await
+            .expect("complete")
+    );
+    other.close().await;
+}
+
+async fn expired_leases_requeue_until_attempts_run_out_and_late_runs_are_missed(db: TestDb) {
+    let t = now();
+    db.store
+        .sync_tests(&[spec("db"), spec("cache")], t)
+        .await
+        .expect("sync");
+    db.store
+        .materialise_runs("prod", "db", &[new_run("db", t, 2)], None, t)
+        .await
+        .expect("materialise");
+    let assets = vec!["db".to_owned()];
+    // Lease 1 expires (timeout 600 s + grace 60 s) → queued again.
+    let first = db
+        .store
+        .lease_runs(
+            &LeaseRequest {
+                agent: AgentId::new(),
+                instance: "r",
+                environment: "prod",
+                assets: &assets,
+                grace_millis: 60_000,
+            },
+            t,
+            1,
+        )
+        .await
+        .expect("lease");
+    assert_eq!(first.len(), 1);
+    let later = t + Duration::seconds(700);
+    let (expired, _) = db
+        .store
+        .expire_runs(later, later - Duration::minutes(2))
+        .await
+        .expect("expire");
+    assert_eq!(expired, 1);
+    let run = db.store.run(first[0].run_id).await.expect("run").expect("exists");
+    assert_eq!(run.state, "queued");
+    assert!(
+        run.last_error.as_deref().unwrap_or("").contains("lease expired"),
+        "{run:?}"
+    );
+    // Lease 2 (the last attempt) expires too → failed.
+    let second = db
+        .store
+        .lease_runs(
+            &LeaseRequest {
+                agent: AgentId::new(),
+                instance: "r",
+                environment: "prod",
+                assets: &assets,
+                grace_millis: 60_000,
+            },
+            later,
+            1,
+        )
+        .await
+        .expect("lease");
+    assert_eq!(second.len(), 1);
+    let latest = later + Duration::seconds(700);
+    db.store
+        .expire_runs(latest, latest - Duration::minutes(2))
+        .await
+        .expect("expire");
+    assert_eq!(
+        db.store.run(first[0].run_id).await.expect("run").expect("exists").state,
+        "failed"
+    );
+    // A run nobody starts before its deadline is missed.
+    db.store
+        .materialise_runs("prod", "cache", &[new_run("cache", t, 3)], None, t)
+        .await
+        .expect("materialise");
+    let (_, missed) = db
+        .store
+        .expire_runs(t + Duration::minutes(61), t)
+        .await
+        .expect("expire");
+    assert_eq!(missed, 1);
+    assert_eq!(db.store.runs(Some("cache"), 1).await.expect("runs")[0].state, "missed");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Verdicts, flips and the outbox
+
+fn verdict(asset: &str, recoverable: bool, at: DateTime<Utc>) -> VerdictRecord {
+    VerdictRecord {
+        environment: "prod".into(),
+        asset: asset.into(),
+        recoverable,
+        reasons: if recoverable {
+            Vec::new()
+        } else {
+            vec![Finding::new(FindingKind::BackupStale, asset, "92 days old").with_severity(Severity::Critical)]
+        },
+        last_passed_at: None,
+        backup_age_seconds: None,
+        restore_seconds: None,
+        rpo_seconds: Some(86_400),
+        rto_seconds: Some(1800),
+        since: at,
+        updated_at: at,
+    }
+}
+
+fn message(channel: &str, event: &'static str, key: &str, not_before: DateTime<Utc>) -> NewMessage {
+    NewMessage {
+        channel: channel.into(),
+        event,
+        dedup_key: key.into(),
+        payload: json!({"event": event}),
+        not_before,
+        silenced: false,
+    }
+}
+
+async fn a_flip_is_recorded_once_with_its_messages_under_concurrency(db: TestDb) {
+    let t = now();
+    let other = Store::connect(&db.url).await.expect("second replica");
+    let mut racers = tokio::task::JoinSet::new();
+    for i in 0..10 {
+        let store = if i % 2 == 0 { db.store.clone() } else { other.clone() };
+        racers.spawn(async move {
+            store
+                .record_verdict(&verdict("db", false, t), "key-db", |_, _, _| {
+                    vec![message("jira", "trigger", "key-db", t)]
+                })
+                .await
+                .expect("record")
+                .is_some()
+        });
+    }
+    let mut flips = 0;
+    while let Some(flipped) = racers.join_next().await {
+        flips += usize::from(flipped.expect("task"));
+    }
+    assert_eq!(flips, 1);
+    assert_eq!(db.store.flips(None, Some("db"), 10).await.expect("flips").len(), 1);
+    assert_eq!(db.store.outbox_depth().await.expect("depth"), 1);
+    // The first verdict of a healthy asset is not a flip; the same verdict again is not either.
+    assert!(
+        db.store
+            .record_verdict(&verdict("web", true, t), "key-web", |_, _, _| Vec::new())
+            .await
+            .expect("record")
+            .is_none()
+    );
+    assert!(
+        db.store
+            .record_verdict(&verdict("db", false, t), "key-db", |_, _, _| Vec::new())
+            .await
+            .expect("record")
+            .is_none()
+    );
+    // Flipping back hands the closure the channels where the ticket is open.
+    let back = db
+        .store
+        .record_verdict(
+            &verdict("db", true, t + Duration::minutes(5)),
+            "key-db",
+            |flip, previous, open| {
+                assert!(flip.recoverable);
+                assert!(previous.is_some_and(|previous| !previous.recoverable));
+                assert_eq!(open, ["jira".to_owned()]);
+                vec![message("jira", "resolve", "key-db", t)]
+            },
+        )
+        .await
+        .expect("record");
+    assert!(back.is_some());
+    let stored = db.store.verdict("prod", "db").await.expect("verdict").expect("exists");
+    assert!(stored.recoverable);
+    assert_eq!(stored.since, t + Duration::minutes(5));
+    other.close().await;
+}
+
+async fn outbox_messages_go_to_one_worker_and_a_resolve_waits_for_its_trigger(db: TestDb) {
+    let t = now();
+    db.store
+        .enqueue_messages(
+            &[
+                message("jira", "trigger", "k1", t),
+                message("jira", "resolve", "k1", t),
+                message("pager", "trigger", "k1", t),
+            ],
+            t,
+        )
+        .await
+        .expect("enqueue");
+    let other = Store::connect(&db.url).await.expect("second replica");
+    let (a, b) = tokio::join!(
+        db.store.claim_messages("a", t, t + Duration::minutes(2), 10),
+        other.claim_messages("b", t, t + Duration::minutes(2), 10)
+    );
+    let (a, b) = (a.expect("claim a"), b.expect("claim b"));
+    let claimed: Vec<(String, String)> = a
+        .iter()
+        .chain(&b)
+        .map(|m| (m.channel.clone(), m.event.clone()))
+        .collect();
+    assert_eq!(claimed.len(), 2, "{claimed:?}");
+    assert!(
+        claimed.contains(&("jira".into(), "trigger".into())) && claimed.contains(&("pager".into(), "trigger".into()))
+    );
+    // Claimed rows are not claimed again while the claim lasts.
+    assert!(
+        db.store
+            .claim_messages("c", t, t + Duration::minutes(2), 10)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    // The jira trigger fails: retried later; the resolve still waits behind it.
+    let (owner, jira) = if a.iter().any(|m| m.channel == "jira") {
+        ("a", &a)
+    } else {
+        ("b", &b)
+    };
+    let trigger = jira.iter().find(|m| m.channel == "jira").expect("jira trigger");
+    db.store
+        .message_retry(trigger.id, owner, t + Duration::seconds(30), "503")
+        .await
+        .expect("retry");
+    assert!(
+        db.store
+            .claim_messages("c", t + Duration::seconds(1), t + Duration::minutes(2), 10)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    let again = db
+        .store
+        .claim_messages("c", t + Duration::seconds(31), t + Duration::minutes(3), 10)
+        .await
+        .expect("claim");
+    assert_eq!(again.len(), 1);
+    assert_eq!((again[0].event.as_str(), again[0].attempts), ("trigger", 2));
+    assert!(
+        db.store
+            .message_delivered(again[0].id, "c", Some("OPS-1"), t)
+            .await
+            .expect("delivered")
+    );
+    let resolve = db
+        .store
+        .claim_messages("c", t + Duration::seconds(32), t + Duration::minutes(3), 10)
+        .await
+        .expect("claim");
+    assert_eq!(resolve.len(), 1);
+    assert_eq!(resolve[0].event, "resolve");
+    // A stale owner cannot mark a message it no longer holds.
+    assert!(
+        !db.store
+            .message_delivered(resolve[0].id, "a", None, t)
+            .await
+            .expect("delivered")
+    );
+    other.close().await;
+}
+
+async fn a_flip_back_before_the_trigger_was_sent_sends_nothing(db: TestDb) {
+    let t = now();
+    db.store
+        .record_verdict(&verdict("db", false, t), "key-db", |_, _, _| {
+            vec![message("jira", "trigger", "key-db", t + Duration::minutes(5))]
+        })
+        .await
+        .expect("record");
+    db.store
+        .record_verdict(
+            &verdict("db", true, t + Duration::minutes(1)),
+            "key-db",
+            |_, _, open| {
+                open.iter()
+                    .map(|channel| message(channel, "resolve", "key-db", t))
+                    .collect()
+            },
+        )
+        .await
+        .expect("record");
+    assert_eq!(
+        db.store.outbox_depth().await.expect("depth"),
+        0,
+        "neither the trigger nor the resolve is sent"
+    );
+    assert!(
+        db.store
+            .claim_messages("w", t + Duration::hours(1), t + Duration::hours(2), 10)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    assert_eq!(
+        db.store.flips(None, Some("db"), 10).await.expect("flips").len(),
+        2,
+        "both flips are kept"
+    );
 }

@@ -432,7 +432,9 @@ fn co_located(asset: &str, place: &Placed, source: &SourcePosture, shares: Share
 fn shrunk(asset: &str, source: &SourcePosture) -> Option<Finding> {
     let mut points: Vec<&RecoveryPoint> = source.points.iter().filter(|point| point.size_bytes > 0).collect();
     points.sort_by_key(|point| std::cmp::Reverse(point.created_at));
-    let (newest, previous) = (points.first()?, points.get(1)?);
+    let newest = points.first()?;
+    // Sizes compare only within one format: a compressed archive is smaller than plain SQL.
+    let previous = points.iter().skip(1).find(|point| point.format == newest.format)?;
     if newest.size_bytes.saturating_mul(2) >= previous.size_bytes {
         return None;
     }

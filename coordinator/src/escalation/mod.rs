@@ -14,10 +14,12 @@
 //! - [`jira`]: Jira Cloud REST v3 (create with an ADF description, find by dedup label,
 //!   comment on reminders, transition to a done status on resolve).
 //! - [`pagerduty`]: PagerDuty Events API v2 (trigger / resolve by `dedup_key`).
+//! - [`outbox`]: the worker that claims, delivers and retries outbox messages.
 //! - [`webhook`]: a JSON body signed with HMAC-SHA256 (`X-Lifeboat-Signature`).
 
 pub mod channels;
 pub mod jira;
+pub mod outbox;
 pub mod pagerduty;
 pub mod webhook;
 

@@ -226,6 +226,27 @@ impl Store {
         }
     }
 
+    /// The latest inventory of every agent that is not revoked: (agent, environment, inventory).
+    pub async fn inventories(&self) -> Result<Vec<(AgentId, Environment, serde_json::Value)>, StoreError> {
+        let rows: Vec<(Uuid, String, String)> = with_pool!(self, |pool| {
+            sqlx::query_as(
+                "SELECT a.id, a.environment, i.inventory FROM agent_inventories i JOIN agents a ON a.id = i.agent_id \
+                 WHERE a.revoked_at IS NULL ORDER BY a.environment, a.id",
+            )
+            .fetch_all(pool)
+            .await?
+        });
+        rows.into_iter()
+            .map(|(id, environment, inventory)| {
+                Ok((
+                    AgentId(id),
+                    parse_environment(&environment)?,
+                    parse_json("agent_inventories.inventory", &inventory)?,
+                ))
+            })
+            .collect()
+    }
+
     /// Returns the latest inventory the agent reported, if any.
     pub async fn inventory(&self, id: AgentId) -> Result<Option<serde_json::Value>, StoreError> {
         let text: Option<String> = with_pool!(self, |pool| {

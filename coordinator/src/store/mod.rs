@@ -15,6 +15,14 @@
 //! - `results`: run results, stored exactly once per result id: agents resend until they get an
 //!   acknowledgement, and [`Store::insert_results`] returns only after the commit, so an
 //!   acknowledged result is durable and a resent one is not doubled.
+//! - `evidence`: the append-only evidence log, one record per restore result chained by hash
+//!   ([`Store::append_evidence`]), so that an auditor can check an export was not edited.
+//! - `tests`, `runs`: the scheduled tests (from inventories, with central overrides) and their
+//!   runs, materialised once per due time and leased to one agent at a time.
+//! - `verdicts`, `flips`, `outbox`, `silences`: the verdict of every asset, every change of it,
+//!   and the messages each change must deliver, written in one transaction.
+//! - `operator_tokens`: hashes of the operators' API tokens (`lbo_…`) with a name, an optional
+//!   expiry and a revocation time, so the secret is shown once and never stored.
 //!
 //! # One API, two engines
 //!
@@ -60,12 +68,22 @@ macro_rules! with_pool {
 }
 
 mod agents;
+mod drills;
 mod enrollment;
+mod evidence;
+mod operators;
 mod results;
+mod verdicts;
+mod views;
 
 pub use agents::AgentRecord;
+pub use drills::{LeaseRequest, NewRun, RunRecord, TestRecord, TestSpec};
 pub use enrollment::{Claimed, IssuedCertificate, NewJoinToken, TokenClaim};
+pub use evidence::{EvidenceHead, EvidenceRecord, GENESIS_HASH, canonical_json, chain_hash};
+pub use operators::{OPERATOR_TOKEN_PREFIX, OperatorTokenRecord};
 pub use results::{ResultRow, StoredResult};
+pub use verdicts::{FlipRecord, NewMessage, OpenTicket, OutboxMessage, Silence, VerdictRecord};
+pub use views::{AgentCounts, AssetFindings, AssetKey, RestorePoint, RunCounts, merge_findings, open_findings_of};
 
 /// Connections in the SQLite pool: one writer at a time anyway, a few concurrent readers.
 const SQLITE_POOL_SIZE: u32 = 4;
@@ -119,6 +137,9 @@ struct Dialect {
     begin_write: &'static str,
     /// Reads a join token and, on PostgreSQL, locks its row until the transaction ends.
     select_token_for_claim: &'static str,
+    /// Serialises appends to the evidence chain across replicas until the transaction ends;
+    /// `None` where `begin_write` already excludes every other writer.
+    lock_evidence_chain: Option<&'static str>,
 }
 
 const SELECT_TOKEN: &str =
@@ -128,12 +149,15 @@ static SQLITE: Dialect = Dialect {
     begin_write: "BEGIN IMMEDIATE",
     // `BEGIN IMMEDIATE` already holds the database-wide write lock.
     select_token_for_claim: SELECT_TOKEN,
+    lock_evidence_chain: None,
 };
 
 static POSTGRES: Dialect = Dialect {
     begin_write: "BEGIN",
     select_token_for_claim: "SELECT environment, expires_at, uses_allowed, uses_consumed FROM join_tokens \
          WHERE token_hash = $1 FOR UPDATE",
+    // The key is "Lifeboat" in ASCII, read as a big-endian integer.
+    lock_evidence_chain: Some("SELECT pg_advisory_xact_lock(5506044605066338676)"),
 };
 
 impl Store {

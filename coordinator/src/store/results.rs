@@ -83,6 +83,11 @@ const COUNT_RESULTS: &str = "SELECT COUNT(*) FROM results";
 
 const SELECT_RESULT_IDS: &str = "SELECT result_id FROM results ORDER BY result_id";
 
+const SELECT_LATEST_RESULT: &str = "SELECT result_id, agent_id, environment, run_id, asset, backup, \
+     recovery_point, outcome, started_at, finished_at, restore_seconds, rto_seconds, recovery_point_age_seconds, \
+     findings, detail, received_at, kind \
+     FROM results WHERE environment = $1 AND asset = $2 AND kind = $3 ORDER BY finished_at DESC, result_id DESC LIMIT 1";
+
 const SELECT_RESULTS_FOR_ASSET: &str = "SELECT result_id, agent_id, environment, run_id, asset, backup, \
      recovery_point, outcome, started_at, finished_at, restore_seconds, rto_seconds, recovery_point_age_seconds, \
      findings, detail, received_at, kind \
@@ -246,6 +251,24 @@ impl Store {
             .fetch_all(pool)
             .await?);
         Ok(ids.into_iter().map(ResultId).collect())
+    }
+
+    /// The most recently finished result of `kind` for an asset of an environment.
+    pub async fn latest_result(
+        &self,
+        environment: &str,
+        asset: &str,
+        kind: ResultKind,
+    ) -> Result<Option<StoredResult>, StoreError> {
+        let record: Option<ResultRecord> = with_pool!(self, |pool| {
+            sqlx::query_as(SELECT_LATEST_RESULT)
+                .bind(environment)
+                .bind(asset)
+                .bind(kind.as_str())
+                .fetch_optional(pool)
+                .await?
+        });
+        record.map(StoredResult::try_from).transpose()
     }
 
     /// Returns up to `limit` results for `asset`, the most recently finished first.
