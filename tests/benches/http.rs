@@ -121,6 +121,47 @@ async fn run(shape: Shape) -> anyhow::Result<()> {
     }
     let direct = Figures::new(direct, 0);
 
+    // The status page's queries, one by one.
+    let failing_keys: Vec<(String, String)> = (0..shape.assets)
+        .filter(|asset| !shape.recoverable(*asset))
+        .take(200)
+        .map(|asset| (shape.environment(asset), shape.asset(asset)))
+        .collect();
+    let since = Utc::now() - Duration::hours(24);
+    let times = shape.requests / 10 + 1;
+    let queries = [
+        (
+            "run_counts(24 h)",
+            time_query(times, || async { store.run_counts(since).await.map(drop) }).await?,
+        ),
+        (
+            "flips(500)",
+            time_query(times, || async { store.flips(None, None, 500).await.map(drop) }).await?,
+        ),
+        (
+            "restore_trends(failing, 20)",
+            time_query(times, || async {
+                store.restore_trends(&failing_keys, 20).await.map(drop)
+            })
+            .await?,
+        ),
+        (
+            "latest_posture_findings_for(failing)",
+            time_query(times, || async {
+                store.latest_posture_findings_for(&failing_keys).await.map(drop)
+            })
+            .await?,
+        ),
+        (
+            "latest_posture_findings(all)",
+            time_query(times, || async { store.latest_posture_findings(None).await.map(drop) }).await?,
+        ),
+        (
+            "agent_counts",
+            time_query(times, || async { store.agent_counts().await.map(drop) }).await?,
+        ),
+    ];
+
     let verdicts = measure(
         &client,
         &format!("{base}/api/v1/verdicts"),
@@ -136,6 +177,9 @@ async fn run(shape: Shape) -> anyhow::Result<()> {
     direct.print("Store::verdicts direct (DB floor)", None);
     verdicts.print("GET /api/v1/verdicts", Some(VERDICTS_AIM));
     status_page.print("GET /", Some(STATUS_PAGE_AIM));
+    for (name, figures) in &queries {
+        figures.print(&format!("  query {name}"), None);
+    }
 
     // Context: the other surfaces.
     let failing = (0..shape.assets).find(|asset| !shape.recoverable(*asset)).unwrap_or(0);
@@ -174,6 +218,21 @@ async fn run(shape: Shape) -> anyhow::Result<()> {
     server.await.context("join server")??;
     store.close().await;
     Ok(())
+}
+
+/// Runs `query` `times` times and returns its latencies.
+async fn time_query<F, Fut>(times: usize, mut query: F) -> anyhow::Result<Figures>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), lifeboat_coordinator::store::StoreError>>,
+{
+    let mut samples = Vec::with_capacity(times);
+    for _ in 0..times {
+        let started = Instant::now();
+        query().await?;
+        samples.push(started.elapsed());
+    }
+    Ok(Figures::new(samples, 0))
 }
 
 /// Latencies of one route and the size of its answer.

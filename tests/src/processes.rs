@@ -146,15 +146,19 @@ pub struct CoordinatorProcess {
 impl CoordinatorProcess {
     /// Writes a config for `127.0.0.1:port` in `dir` and starts `serve`; waits until it listens.
     pub async fn start(dir: &Path, database_url: Option<&str>) -> anyhow::Result<Self> {
+        Self::start_with(dir, database_url, "").await
+    }
+
+    /// [`Self::start`] with more config sections (channels, routes, schedule, alerts).
+    pub async fn start_with(dir: &Path, database_url: Option<&str>, extra: &str) -> anyhow::Result<Self> {
         let port = free_port();
         let data_dir = dir.join("coordinator");
         std::fs::create_dir_all(&data_dir)?;
         let config_path = dir.join("coordinator.toml");
         let listen: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
-        std::fs::write(
-            &config_path,
-            crate::cluster::coordinator_config_text(listen, &data_dir, database_url, "1h"),
-        )?;
+        let mut text = crate::cluster::coordinator_config_text(listen, &data_dir, database_url, "1h");
+        text.push_str(extra);
+        std::fs::write(&config_path, text)?;
         let mut coordinator = Self {
             port,
             url: format!("https://127.0.0.1:{port}"),

@@ -71,7 +71,18 @@ impl From<QueryRejection> for ApiError {
     }
 }
 
-type ApiResult = Result<Json<serde_json::Value>, ApiError>;
+/// Answers are serialised straight from typed views (no intermediate `serde_json::Value`: a
+/// list of 10,000 verdicts would otherwise be built twice).
+type ApiResult = Result<Response, ApiError>;
+
+fn answer(body: impl Serialize) -> ApiResult {
+    Ok(Json(body).into_response())
+}
+
+/// `{"<name>": [...]}`, the answer of a list endpoint.
+fn listing<T: Serialize>(name: &'static str, items: T) -> ApiResult {
+    answer(BTreeMap::from([(name, items)]))
+}
 
 pub(super) fn routes() -> Router<AppState> {
     Router::new()
@@ -185,10 +196,15 @@ async fn verdicts(State(state): State<AppState>, query: Result<Query<Environment
         .iter()
         .map(|verdict| VerdictView::new(&state, verdict, now))
         .collect();
-    Ok(Json(json!({
-        "recoverable": verdicts.iter().all(|verdict| verdict.recoverable),
-        "verdicts": views,
-    })))
+    #[derive(Serialize)]
+    struct Answer<'a> {
+        recoverable: bool,
+        verdicts: Vec<VerdictView<'a>>,
+    }
+    answer(Answer {
+        recoverable: views.iter().all(|view| view.recoverable),
+        verdicts: views,
+    })
 }
 
 /// One asset: its test (schedule, RPO/RTO) and its verdict, either of which may be missing.
@@ -244,7 +260,7 @@ async fn assets(State(state): State<AppState>, query: Result<Query<EmptyQuery>, 
         view.rto_seconds = view.rto_seconds.or(verdict.rto_seconds);
     }
     let views: Vec<AssetView> = by_key.into_values().collect();
-    Ok(Json(json!({ "assets": views })))
+    listing("assets", views)
 }
 
 #[derive(Debug, Deserialize)]
@@ -284,19 +300,26 @@ async fn environments(State(state): State<AppState>, query: Result<Query<EmptyQu
         }
     }
     let views: Vec<EnvironmentView<'_>> = environments.into_values().collect();
-    Ok(Json(json!({
-        "recoverable": views.iter().all(|view| view.recoverable),
-        "assets": verdicts.len(),
-        "not_recoverable": views.iter().map(|view| view.not_recoverable).sum::<usize>(),
-        "environments": views,
-    })))
+    #[derive(Serialize)]
+    struct Answer<'a> {
+        recoverable: bool,
+        assets: usize,
+        not_recoverable: usize,
+        environments: Vec<EnvironmentView<'a>>,
+    }
+    answer(Answer {
+        recoverable: views.iter().all(|view| view.recoverable),
+        assets: verdicts.len(),
+        not_recoverable: views.iter().map(|view| view.not_recoverable).sum(),
+        environments: views,
+    })
 }
 
 async fn runs(State(state): State<AppState>, query: Result<Query<RunsQuery>, QueryRejection>) -> ApiResult {
     let Query(query) = query?;
     let limit = bounded_limit(query.limit)?;
     let runs = state.store().runs(query.asset.as_deref(), limit).await?;
-    Ok(Json(json!({ "runs": runs })))
+    listing("runs", runs)
 }
 
 /// One open finding, with the asset it belongs to.
@@ -333,13 +356,13 @@ async fn findings(State(state): State<AppState>, query: Result<Query<Environment
         .collect();
     // Worst first; by environment and asset among equals (the sort is stable).
     views.sort_by_key(|view| std::cmp::Reverse(view.severity));
-    Ok(Json(json!({ "findings": views })))
+    listing("findings", views)
 }
 
 async fn agents(State(state): State<AppState>, query: Result<Query<EmptyQuery>, QueryRejection>) -> ApiResult {
     let Query(EmptyQuery {}) = query?;
     let agents = state.store().list_agents().await?;
-    Ok(Json(json!({ "agents": agents })))
+    listing("agents", agents)
 }
 
 async fn flips(State(state): State<AppState>, query: Result<Query<FlipsQuery>, QueryRejection>) -> ApiResult {
@@ -347,7 +370,7 @@ async fn flips(State(state): State<AppState>, query: Result<Query<FlipsQuery>, Q
     let environment = environment_filter(query.environment.as_deref())?;
     let limit = bounded_limit(query.limit)?;
     let flips = state.store().flips(environment, query.asset.as_deref(), limit).await?;
-    Ok(Json(json!({ "flips": flips })))
+    listing("flips", flips)
 }
 
 #[cfg(test)]

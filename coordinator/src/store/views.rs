@@ -3,9 +3,12 @@
 //! 1,000,000 results).
 //!
 //! Each query reads through an index: the restore trends of a set of assets are one statement
-//! (the keys travel as one JSON array, the rows are numbered per asset with `ROW_NUMBER()` and
-//! cut at N) that probes `results_env_asset_kind` once per asset; the latest posture scan of
-//! every asset is one probe of the same index per verdict. Nothing here writes.
+//! (the keys travel as one JSON array) that reads the newest N entries of
+//! `results_env_asset_kind` per asset and only their rows; the latest posture scan of every
+//! asset is one probe of the same index per asset. Nothing here writes.
+//!
+//! [`Store::run_counts`] scans results by time, which no index serves yet: keep it off hot
+//! pages until `results (kind, finished_at, outcome)` is indexed.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -89,25 +92,32 @@ pub fn merge_findings(reasons: &[Finding], posture: &[Finding]) -> Vec<Finding> 
     merged
 }
 
-const TREND_COLUMNS: &str = "environment, asset, finished_at, outcome, backup, recovery_point, rto_seconds, \
-     restore_seconds, recovery_point_age_seconds";
-
 /// The keys of a trend query as rows `(environment, asset)`, from a JSON array of pairs.
 const KEYS_SQLITE: &str = "SELECT json_extract(value, '$[0]') AS environment, json_extract(value, '$[1]') AS asset \
      FROM json_each($1)";
 const KEYS_POSTGRES: &str = "SELECT e ->> 0 AS environment, e ->> 1 AS asset FROM jsonb_array_elements($1::jsonb) AS e";
 
 /// The newest `$2` restore results of each asset named in `$1`, oldest first per asset.
-fn trend_statement(keys: &str) -> String {
+///
+/// Each asset's rows come from an index range cut at `$2` (not every result of the asset,
+/// numbered and filtered): PostgreSQL with a `LATERAL` join, SQLite with a correlated `rowid`
+/// subquery, which reads only the index (`rowid` is in every SQLite index).
+fn trend_statement(engine_keys: &str, postgres: bool) -> String {
+    let pick = if postgres {
+        "CROSS JOIN LATERAL (SELECT r.finished_at, r.outcome, r.backup, r.recovery_point, r.rto_seconds, \
+           r.restore_seconds, r.recovery_point_age_seconds FROM results r \
+           WHERE r.environment = k.environment AND r.asset = k.asset AND r.kind = 'restore' \
+           ORDER BY r.finished_at DESC LIMIT $2) r"
+    } else {
+        "JOIN results r ON r.rowid IN (SELECT n.rowid FROM results n \
+           WHERE n.environment = k.environment AND n.asset = k.asset AND n.kind = 'restore' \
+           ORDER BY n.finished_at DESC LIMIT $2)"
+    };
     format!(
-        "WITH keys AS ({keys}) \
-         SELECT {TREND_COLUMNS} FROM ( \
-           SELECT r.environment, r.asset, r.finished_at, r.outcome, r.backup, r.recovery_point, r.rto_seconds, \
-             r.restore_seconds, r.recovery_point_age_seconds, \
-             ROW_NUMBER() OVER (PARTITION BY r.environment, r.asset ORDER BY r.finished_at DESC) AS rn \
-           FROM keys k JOIN results r \
-             ON r.environment = k.environment AND r.asset = k.asset AND r.kind = 'restore' \
-         ) numbered WHERE rn <= $2 ORDER BY environment, asset, finished_at"
+        "WITH keys AS ({engine_keys}) \
+         SELECT k.environment AS environment, k.asset AS asset, r.finished_at, r.outcome, r.backup, \
+           r.recovery_point, r.rto_seconds, r.restore_seconds, r.recovery_point_age_seconds \
+         FROM keys k {pick} ORDER BY 1, 2, 3"
     )
 }
 
@@ -208,7 +218,8 @@ impl Store {
             return Ok(trends);
         }
         let keys = keys_json(assets)?;
-        let statement = trend_statement(self.keys_source());
+        let postgres = matches!(self.engine, Engine::Postgres(_));
+        let statement = trend_statement(self.keys_source(), postgres);
         let rows: Vec<RestoreRow> = with_pool!(self, |pool| {
             sqlx::query_as(sqlx::AssertSqlSafe(statement.clone()))
                 .bind(keys.as_str())
@@ -449,10 +460,10 @@ mod tests {
     }
 
     #[test]
-    fn trend_statements_number_rows_per_asset() {
-        let sql = trend_statement(KEYS_SQLITE);
-        assert!(sql.contains("PARTITION BY r.environment, r.asset"));
-        assert!(sql.contains("json_each($1)"));
-        assert!(trend_statement(KEYS_POSTGRES).contains("jsonb_array_elements($1::jsonb)"));
+    fn trend_statements_cut_each_asset_at_the_limit() {
+        let sqlite = trend_statement(KEYS_SQLITE, false);
+        assert!(sqlite.contains("json_each($1)") && sqlite.contains("r.rowid IN"));
+        let postgres = trend_statement(KEYS_POSTGRES, true);
+        assert!(postgres.contains("jsonb_array_elements($1::jsonb)") && postgres.contains("LATERAL"));
     }
 }

@@ -57,7 +57,7 @@ CREATE TABLE verdicts (
     reasons            TEXT    NOT NULL,
     last_passed_at     BIGINT ,
     backup_age_seconds BIGINT ,
-    restore_seconds    REAL,
+    restore_seconds    DOUBLE PRECISION,
     rpo_seconds        BIGINT ,
     rto_seconds        BIGINT ,
     since              BIGINT  NOT NULL,
