@@ -157,9 +157,15 @@ impl Coordinator {
                 }
             });
         }
+        let wake = Arc::new(tokio::sync::Notify::new());
         let (committed_tx, committed_rx) = tokio::sync::mpsc::unbounded_channel();
         let ingestor = ResultIngestor::spawn(store.clone(), &tasks, background.clone(), Some(committed_tx));
-        tasks.spawn(process_committed(store.clone(), posture.clone(), committed_rx));
+        tasks.spawn(process_committed(
+            store.clone(),
+            posture.clone(),
+            committed_rx,
+            wake.clone(),
+        ));
         tasks.spawn(evaluate_periodically(posture, background.clone()));
         tasks.spawn(Scheduler::new(store.clone(), sessions.clone(), config.schedule.clone()).run(background.clone()));
         tasks.spawn(
@@ -167,6 +173,7 @@ impl Coordinator {
                 store: store.clone(),
                 channels,
                 instance,
+                wake,
             }
             .run(background.clone()),
         );
@@ -237,6 +244,7 @@ async fn process_committed(
     store: Store,
     posture: Posture,
     mut committed: tokio::sync::mpsc::UnboundedReceiver<Vec<ResultRow>>,
+    wake: Arc<tokio::sync::Notify>,
 ) {
     while let Some(mut rows) = committed.recv().await {
         // Coalesce what queued up meanwhile: one evaluation per asset.
@@ -257,8 +265,12 @@ async fn process_committed(
             assets.insert((row.environment.to_string(), result.asset.clone()));
         }
         for (environment, asset) in assets {
-            if let Err(err) = posture.evaluate(&environment, &asset, now).await {
-                tracing::warn!(%environment, %asset, error = %err, "cannot evaluate a verdict; the next pass retries");
+            match posture.evaluate(&environment, &asset, now).await {
+                Ok(Some(_flip)) => wake.notify_one(),
+                Ok(None) => {}
+                Err(err) => {
+                    tracing::warn!(%environment, %asset, error = %err, "cannot evaluate a verdict; the next pass retries")
+                }
             }
         }
     }

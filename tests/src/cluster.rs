@@ -43,6 +43,8 @@ pub fn coordinator_config_text(
 pub struct CoordinatorOptions {
     pub certificate_ttl: String,
     pub database_url: Option<String>,
+    /// More config sections (channels, routes, schedule, alerts), appended.
+    pub extra_config: String,
 }
 
 impl Default for CoordinatorOptions {
@@ -50,6 +52,7 @@ impl Default for CoordinatorOptions {
         Self {
             certificate_ttl: "1h".into(),
             database_url: None,
+            extra_config: String::new(),
         }
     }
 }
@@ -76,12 +79,13 @@ impl TestCoordinator {
         let data_dir = tempfile::tempdir().expect("data dir");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address");
-        let text = coordinator_config_text(
+        let mut text = coordinator_config_text(
             address,
             data_dir.path(),
             options.database_url.as_deref(),
             &options.certificate_ttl,
         );
+        text.push_str(&options.extra_config);
         let config = Config::parse(Path::new("test-coordinator.toml"), &text).expect("config");
         let coordinator = Coordinator::prepare(config.clone()).await.expect("prepare");
         let store = coordinator.store().clone();

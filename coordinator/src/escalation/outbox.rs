@@ -46,6 +46,9 @@ pub struct OutboxWorker {
     pub store: Store,
     pub channels: Arc<BTreeMap<String, Channel>>,
     pub instance: String,
+    /// Woken when this replica queues a message, so a flip is delivered at once rather than at
+    /// the next poll (other replicas' messages are found by polling).
+    pub wake: Arc<tokio::sync::Notify>,
 }
 
 /// The delay before attempt `attempts + 1`: exponential from 1 s to 10 min with full jitter.
@@ -234,6 +237,7 @@ impl OutboxWorker {
                 tokio::select! {
                     _ = shutdown.cancelled() => return,
                     _ = tokio::time::sleep(POLL) => {}
+                    _ = self.wake.notified() => {}
                 }
             } else if shutdown.is_cancelled() {
                 return;
