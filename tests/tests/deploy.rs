@@ -13,8 +13,15 @@ fn example(name: &str) -> (std::path::PathBuf, String) {
 #[test]
 fn example_coordinator_config_is_valid() {
     let (path, text) = example("coordinator.toml");
+    // The example reads channel secrets from the environment; supply them in the text.
+    let text = text
+        .replace("${JIRA_API_TOKEN}", "jira-token")
+        .replace("${PAGERDUTY_ROUTING_KEY}", "routing-key-0123456789abcdef")
+        .replace("${LIFEBOAT_WEBHOOK_SECRET}", "webhook-secret");
     let config = lifeboat_coordinator::config::Config::parse(&path, &text).expect("valid");
     assert_eq!(config.public_url(), "https://lifeboat.example.com:7443");
+    assert_eq!(config.channel.len(), 3);
+    assert_eq!(config.route.len(), 2);
 }
 
 #[test]
