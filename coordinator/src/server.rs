@@ -255,6 +255,9 @@ async fn process_committed(
         let mut assets = std::collections::BTreeSet::new();
         for row in &rows {
             let result = &row.result;
+            if result.kind == lifeboat_shared::protocol::ResultKind::Restore {
+                crate::http::record_run(result.outcome.as_str(), result.restore_seconds);
+            }
             if let Some(run_id) = result.run_id
                 && let Err(err) = store
                     .complete_run(run_id, result.result_id.0, result.outcome.as_str(), now)
