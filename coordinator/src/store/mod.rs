@@ -205,7 +205,11 @@ async fn connect_sqlite(url: &str) -> Result<SqlitePool, StoreError> {
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
         .busy_timeout(SQLITE_BUSY_TIMEOUT)
-        .foreign_keys(true);
+        .foreign_keys(true)
+        // Reads of a large store (a million results) from memory-mapped pages and a 64 MiB
+        // page cache per connection, instead of read() calls into a 2 MiB cache.
+        .pragma("mmap_size", "268435456")
+        .pragma("cache_size", "-65536");
     let pool = SqlitePoolOptions::new()
         .max_connections(SQLITE_POOL_SIZE)
         .connect_with(options)
