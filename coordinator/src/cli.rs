@@ -91,6 +91,26 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },
+    /// Overrides an asset's test centrally: its schedule, timeout, or pauses it. The agents'
+    /// inventory stays the default; `--clear` returns to it.
+    Schedule {
+        #[command(flatten)]
+        config: ConfigArg,
+        asset: String,
+        #[arg(long)]
+        environment: Option<String>,
+        /// 5-field cron, UTC.
+        #[arg(long)]
+        cron: Option<String>,
+        #[arg(long)]
+        timeout: Option<HumanDuration>,
+        /// Stop scheduling it (runs can still be started with run-now).
+        #[arg(long)]
+        pause: bool,
+        /// Remove every override.
+        #[arg(long, conflicts_with_all = ["cron", "timeout", "pause"])]
+        clear: bool,
+    },
     /// Silences messages about an environment and/or asset until a time.
     Silence {
         #[command(flatten)]
@@ -328,6 +348,46 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                     run.environment, run.asset, run.environment
                 ),
             }
+        }
+        Command::Schedule {
+            config,
+            asset,
+            environment,
+            cron,
+            timeout,
+            pause,
+            clear,
+        } => {
+            if let Some(cron) = &cron {
+                crate::scheduler::parse_cron(cron).map_err(|err| anyhow::anyhow!("--cron: {err}"))?;
+            }
+            let config = load_config(&config)?;
+            let store = open_store(&config).await?;
+            let outcome = crate::reports::set_schedule(
+                &store,
+                &asset,
+                environment.as_deref(),
+                crate::reports::ScheduleOverride {
+                    cron: if clear { None } else { cron },
+                    timeout_seconds: if clear {
+                        None
+                    } else {
+                        timeout.map(|timeout| timeout.as_secs() as i64)
+                    },
+                    paused: pause && !clear,
+                },
+            )
+            .await;
+            store.close().await;
+            let test = outcome?;
+            println!(
+                "{}/{}: {} (timeout {} s){}",
+                test.environment,
+                test.asset,
+                test.effective_schedule(),
+                test.effective_timeout_seconds(),
+                if test.paused { ", paused" } else { "" }
+            );
         }
         Command::Silence {
             config,

@@ -7,7 +7,7 @@ use lifeboat_shared::protocol::ResultKind;
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::store::{NewRun, RunRecord, Store, StoreError};
+use crate::store::{NewRun, RunRecord, Store, StoreError, TestRecord};
 
 /// One run of a posture report (DESIGN.md §7).
 #[derive(Debug, Clone, Serialize)]
@@ -193,6 +193,56 @@ pub enum RunNowError {
     Store(#[from] StoreError),
 }
 
+/// A central override of a test.
+#[derive(Debug, Clone, Default)]
+pub struct ScheduleOverride {
+    pub cron: Option<String>,
+    pub timeout_seconds: Option<i64>,
+    pub paused: bool,
+}
+
+/// Finds the one test of `asset` (in `environment` when given).
+async fn find_test(store: &Store, asset: &str, environment: Option<&str>) -> Result<TestRecord, RunNowError> {
+    let tests: Vec<TestRecord> = store
+        .tests()
+        .await?
+        .into_iter()
+        .filter(|test| test.asset == asset && environment.is_none_or(|environment| test.environment == environment))
+        .collect();
+    match tests.as_slice() {
+        [] => Err(RunNowError::Unknown(asset.to_owned())),
+        [test] => Ok(test.clone()),
+        many => Err(RunNowError::Ambiguous {
+            asset: asset.to_owned(),
+            environments: many
+                .iter()
+                .map(|test| test.environment.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+        }),
+    }
+}
+
+/// Sets the central override of an asset's test; returns the test as it now is.
+pub async fn set_schedule(
+    store: &Store,
+    asset: &str,
+    environment: Option<&str>,
+    change: ScheduleOverride,
+) -> Result<TestRecord, RunNowError> {
+    let test = find_test(store, asset, environment).await?;
+    store
+        .set_test_override(
+            &test.environment,
+            &test.asset,
+            change.cron.as_deref(),
+            change.timeout_seconds,
+            change.paused,
+        )
+        .await?;
+    find_test(store, &test.asset, Some(&test.environment)).await
+}
+
 /// Queues a run of `asset` due now; the scheduler leases it to a connected agent.
 pub async fn run_now(
     store: &Store,
@@ -201,26 +251,7 @@ pub async fn run_now(
     environment: Option<&str>,
     now: DateTime<Utc>,
 ) -> Result<NewRun, RunNowError> {
-    let tests: Vec<_> = store
-        .tests()
-        .await?
-        .into_iter()
-        .filter(|test| test.asset == asset && environment.is_none_or(|environment| test.environment == environment))
-        .collect();
-    let test = match tests.as_slice() {
-        [] => return Err(RunNowError::Unknown(asset.to_owned())),
-        [test] => test.clone(),
-        many => {
-            return Err(RunNowError::Ambiguous {
-                asset: asset.to_owned(),
-                environments: many
-                    .iter()
-                    .map(|test| test.environment.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            });
-        }
-    };
+    let test = find_test(store, asset, environment).await?;
     let deadline = chrono::Duration::from_std(config.schedule.start_deadline.into()).unwrap_or_default();
     let run = NewRun {
         environment: test.environment.clone(),

@@ -217,3 +217,213 @@ async fn scan_reports_credentials_by_fingerprint_and_exits_1_on_an_exposed_one()
             .expect("scan");
     assert_eq!(code, 0, "{stdout}");
 }
+
+/// The drill commands act on the store: `schedule` overrides a test centrally (refusing a
+/// six-field cron), `run-now` queues a manual run, `posture` exits 0 only when every asset is
+/// recoverable, `findings` lists the reasons worst first.
+#[tokio::test]
+async fn schedule_run_now_posture_and_findings_speak_their_contracts() {
+    use lifeboat_coordinator::store::{Store, TestSpec, VerdictRecord};
+    use lifeboat_shared::findings::{Finding, FindingKind, Severity};
+
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    let config = dir.path().join("coordinator.toml");
+    let listen: std::net::SocketAddr = ([127, 0, 0, 1], lifeboat_tests::processes::free_port()).into();
+    std::fs::write(
+        &config,
+        lifeboat_tests::cluster::coordinator_config_text(listen, &data, None, "1h"),
+    )
+    .expect("write");
+    let config_arg = config.display().to_string();
+    let store = Store::connect(&format!("sqlite://{}", data.join("lifeboat.db").display()))
+        .await
+        .expect("store");
+    let now = chrono::Utc::now();
+    store
+        .sync_tests(
+            &[TestSpec {
+                environment: "prod".into(),
+                asset: "rentals-db".into(),
+                schedule: "0 3 * * *".into(),
+                timeout_seconds: 3600,
+                interval_seconds: 86_400,
+                rpo_seconds: 86_400,
+                rto_seconds: 1800,
+            }],
+            now,
+        )
+        .await
+        .expect("tests");
+    let run = |args: Vec<&str>| {
+        let mut args = args;
+        args.extend(["--config", config_arg.as_str()]);
+        let owned: Vec<String> = args.iter().map(|arg| (*arg).to_owned()).collect();
+        async move {
+            let refs: Vec<&str> = owned.iter().map(String::as_str).collect();
+            lifeboat_tests::processes::run("lifeboat-coordinator", &refs)
+                .await
+                .expect("run")
+        }
+    };
+
+    let (code, _, stderr) = run(vec!["schedule", "rentals-db", "--cron", "0 0 3 * * *"]).await;
+    assert_ne!(code, 0);
+    assert!(stderr.contains("5 fields"), "{stderr}");
+    let (code, stdout, stderr) = run(vec![
+        "schedule",
+        "rentals-db",
+        "--cron",
+        "*/30 * * * *",
+        "--timeout",
+        "30m",
+    ])
+    .await;
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("*/30 * * * *") && stdout.contains("1800"), "{stdout}");
+    let test = store.tests().await.expect("tests").remove(0);
+    assert_eq!(test.effective_schedule(), "*/30 * * * *");
+    let (code, _, stderr) = run(vec!["schedule", "rentals-db", "--clear"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(store.tests().await.expect("tests")[0].effective_schedule(), "0 3 * * *");
+    let (code, _, stderr) = run(vec!["run-now", "unknown-asset"]).await;
+    assert_ne!(code, 0);
+    assert!(stderr.contains("unknown-asset"), "{stderr}");
+    let (code, stdout, stderr) = run(vec!["run-now", "rentals-db", "--output", "json"]).await;
+    assert_eq!(code, 0, "{stderr}");
+    let queued: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(queued["asset"], "rentals-db");
+    let runs = store.runs(Some("rentals-db"), 10).await.expect("runs");
+    assert_eq!(runs.len(), 1);
+    assert!(runs[0].manual && runs[0].state == "queued", "{runs:?}");
+
+    // No verdict yet: nothing proves recovery, exit 1.
+    let (code, stdout, _) = run(vec!["posture", "--output", "json"]).await;
+    assert_eq!(code, 1, "{stdout}");
+    let reason = Finding::new(FindingKind::BackupStale, "rentals-db", "92 days old").with_severity(Severity::Critical);
+    let verdict = |recoverable: bool| VerdictRecord {
+        environment: "prod".into(),
+        asset: "rentals-db".into(),
+        recoverable,
+        reasons: if recoverable { Vec::new() } else { vec![reason.clone()] },
+        last_passed_at: Some(now),
+        backup_age_seconds: Some(3600),
+        restore_seconds: Some(42.0),
+        rpo_seconds: Some(86_400),
+        rto_seconds: Some(1800),
+        since: now,
+        updated_at: now,
+    };
+    store
+        .record_verdict(&verdict(false), "k", |_, _, _| Vec::new())
+        .await
+        .expect("verdict");
+    let (code, stdout, _) = run(vec!["posture", "--output", "json"]).await;
+    assert_eq!(code, 1);
+    let posture: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(posture["recoverable"], false);
+    assert_eq!(posture["assets"][0]["findings"][0]["kind"], "backup.stale");
+    let (code, stdout, _) = run(vec!["findings", "--output", "json"]).await;
+    assert_eq!(code, 0);
+    let findings: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(findings[0]["kind"], "backup.stale");
+    assert_eq!(findings[0]["asset"], "rentals-db");
+    store
+        .record_verdict(&verdict(true), "k", |_, _, _| Vec::new())
+        .await
+        .expect("verdict");
+    let (code, stdout, _) = run(vec!["posture"]).await;
+    assert_eq!(code, 0, "{stdout}");
+    assert!(stdout.contains("prod/rentals-db: RECOVERABLE"), "{stdout}");
+}
+
+/// `evidence export` writes what an auditor needs and `evidence verify` exits 1 on an edited or
+/// a removed record.
+#[tokio::test]
+async fn evidence_export_and_verify_catch_an_edited_and_a_removed_record() {
+    use lifeboat_coordinator::store::{ResultRow, Store};
+    use lifeboat_shared::ids::{AgentId, Environment, ResultId};
+    use lifeboat_shared::protocol::{Outcome, RunResult};
+
+    let dir = tempfile::tempdir().expect("dir");
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    let config = dir.path().join("coordinator.toml");
+    let listen: std::net::SocketAddr = ([127, 0, 0, 1], lifeboat_tests::processes::free_port()).into();
+    std::fs::write(
+        &config,
+        lifeboat_tests::cluster::coordinator_config_text(listen, &data, None, "1h"),
+    )
+    .expect("write");
+    let store = Store::connect(&format!("sqlite://{}", data.join("lifeboat.db").display()))
+        .await
+        .expect("store");
+    let rows: Vec<ResultRow> = (0..4)
+        .map(|i| {
+            let mut result = RunResult::for_test(&format!("db-{i}"), Outcome::Passed);
+            result.result_id = ResultId::new();
+            ResultRow {
+                agent_id: AgentId::new(),
+                environment: Environment::parse("prod").expect("env"),
+                result,
+                received_at: chrono::Utc::now(),
+            }
+        })
+        .collect();
+    store.insert_results(&rows).await.expect("results");
+    assert_eq!(store.append_evidence(&rows).await.expect("evidence"), 4);
+    store.close().await;
+
+    let out = dir.path().join("export");
+    let (config_arg, out_arg) = (config.display().to_string(), out.display().to_string());
+    let (code, _, stderr) = lifeboat_tests::processes::run(
+        "lifeboat-coordinator",
+        &[
+            "evidence",
+            "export",
+            "--since",
+            "90d",
+            "--out",
+            &out_arg,
+            "--config",
+            &config_arg,
+        ],
+    )
+    .await
+    .expect("export");
+    assert_eq!(code, 0, "{stderr}");
+    for file in ["evidence.jsonl", "manifest.json", "report.html"] {
+        assert!(out.join(file).is_file(), "{file} missing");
+    }
+    let verify = |dir: String| async move {
+        lifeboat_tests::processes::run("lifeboat-coordinator", &["evidence", "verify", &dir])
+            .await
+            .expect("verify")
+    };
+    assert_eq!(verify(out_arg.clone()).await.0, 0);
+
+    let lines: Vec<String> = std::fs::read_to_string(out.join("evidence.jsonl"))
+        .expect("read")
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let edited = dir.path().join("edited");
+    std::fs::create_dir_all(&edited).expect("mkdir");
+    std::fs::copy(out.join("manifest.json"), edited.join("manifest.json")).expect("copy");
+    let mut changed = lines.clone();
+    changed[1] = changed[1].replace("\"passed\"", "\"failed\"");
+    assert_ne!(changed[1], lines[1], "the edit changed the record");
+    std::fs::write(edited.join("evidence.jsonl"), changed.join("\n") + "\n").expect("write");
+    let (code, stdout, _) = verify(edited.display().to_string()).await;
+    assert_eq!(code, 1, "an edited record is caught: {stdout}");
+
+    let removed = dir.path().join("removed");
+    std::fs::create_dir_all(&removed).expect("mkdir");
+    std::fs::copy(out.join("manifest.json"), removed.join("manifest.json")).expect("copy");
+    let mut fewer = lines.clone();
+    fewer.remove(2);
+    std::fs::write(removed.join("evidence.jsonl"), fewer.join("\n") + "\n").expect("write");
+    let (code, stdout, _) = verify(removed.display().to_string()).await;
+    assert_eq!(code, 1, "a removed record is caught: {stdout}");
+}
