@@ -9,6 +9,7 @@
 //! - [`processes`]: the built binaries as child processes (killed on drop), config files.
 //! - [`postgres`]: throw-away PostgreSQL clusters.
 //! - [`raw`]: a byte-level gRPC codec for sending malformed messages.
+//! - [`store_db`]: a fresh store on SQLite or PostgreSQL; `both_engines!` runs a test on each.
 //! - [`rentals`]: a generated rental business database.
 //! - [`vendors`]: local Jira, PagerDuty and webhook servers that check every request against the
 //!   vendors' OpenAPI specs and inject faults, for the notifier contract tests.
@@ -20,6 +21,7 @@ pub mod postgres;
 pub mod processes;
 pub mod raw;
 pub mod rentals;
+pub mod store_db;
 pub mod vendors;
 pub mod volume;
 

@@ -3,7 +3,7 @@
 //! one database (two coordinator replicas) appending at once keep one linear chain.
 //!
 //! Each test is an `async fn(TestDb)` run once per engine, in module `sqlite` and `postgres`,
-//! as in `store.rs`.
+//! as in `store.rs` (`both_engines!`).
 
 use std::path::Path;
 
@@ -13,67 +13,11 @@ use lifeboat_coordinator::store::{EvidenceRecord, GENESIS_HASH, ResultRow, Store
 use lifeboat_shared::findings::{Finding, FindingKind};
 use lifeboat_shared::ids::{AgentId, Environment, ResultId};
 use lifeboat_shared::protocol::{Outcome, ResultKind, RunResult};
-use lifeboat_tests::postgres::PgCluster;
+use lifeboat_tests::store_db::TestDb;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 
-/// A fresh, migrated database and what keeps it alive. Fields drop in order: the pool first.
-struct TestDb {
-    store: Store,
-    url: String,
-    _sqlite_dir: Option<TempDir>,
-    _cluster: Option<PgCluster>,
-}
-
-impl TestDb {
-    async fn sqlite() -> TestDb {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite://{}", dir.path().join("coordinator.db").display());
-        let store = Store::connect(&url).await.expect("open sqlite store");
-        TestDb {
-            store,
-            url,
-            _sqlite_dir: Some(dir),
-            _cluster: None,
-        }
-    }
-
-    async fn postgres() -> TestDb {
-        let cluster = PgCluster::start().await.expect("start postgres");
-        cluster.create_database("lifeboat").await.expect("create database");
-        let url = cluster.url("lifeboat");
-        let store = Store::connect(&url).await.expect("open postgres store");
-        TestDb {
-            store,
-            url,
-            _sqlite_dir: None,
-            _cluster: Some(cluster),
-        }
-    }
-}
-
-macro_rules! evidence_tests {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    super::$name(super::TestDb::sqlite().await).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    super::$name(super::TestDb::postgres().await).await;
-                }
-            )*
-        }
-    };
-}
-
-evidence_tests! {
+lifeboat_tests::both_engines! {
     restore_results_are_appended_once_in_order,
     export_verifies_and_tampering_is_caught,
     export_since_starts_at_an_anchor_inside_the_chain,

@@ -1,6 +1,6 @@
 //! The store test suite, run against both engines.
 //!
-//! Each test is an `async fn(TestDb)`; `store_tests!` instantiates it twice, in module `sqlite`
+//! Each test is an `async fn(TestDb)`; `both_engines!` instantiates it twice, in module `sqlite`
 //! (a fresh file in a temporary directory) and module `postgres` (a fresh database on a
 //! throw-away cluster of its own), so `cargo nextest run --test store sqlite::` or `postgres::`
 //! selects one engine.
@@ -15,69 +15,10 @@ use lifeboat_coordinator::store::{
 use lifeboat_shared::findings::{Finding, FindingKind, Severity};
 use lifeboat_shared::ids::{AgentId, Environment, ResultId, RunId};
 use lifeboat_shared::protocol::{Outcome, ResultKind, RunResult};
-use lifeboat_tests::postgres::PgCluster;
+use lifeboat_tests::store_db::TestDb;
 use serde_json::json;
-use tempfile::TempDir;
 
-/// A fresh, migrated database and what keeps it alive. Fields drop in order: the pool first.
-struct TestDb {
-    store: Store,
-    url: String,
-    _sqlite_dir: Option<TempDir>,
-    _cluster: Option<PgCluster>,
-}
-
-impl TestDb {
-    async fn sqlite() -> TestDb {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let url = format!("sqlite://{}", dir.path().join("coordinator.db").display());
-        let store = Store::connect(&url).await.expect("open sqlite store");
-        assert_eq!(store.engine_name(), "sqlite");
-        TestDb {
-            store,
-            url,
-            _sqlite_dir: Some(dir),
-            _cluster: None,
-        }
-    }
-
-    async fn postgres() -> TestDb {
-        let cluster = PgCluster::start().await.expect("start postgres");
-        cluster.create_database("lifeboat").await.expect("create database");
-        let url = cluster.url("lifeboat");
-        let store = Store::connect(&url).await.expect("open postgres store");
-        assert_eq!(store.engine_name(), "postgres");
-        TestDb {
-            store,
-            url,
-            _sqlite_dir: None,
-            _cluster: Some(cluster),
-        }
-    }
-}
-
-macro_rules! store_tests {
-    ($($name:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    super::$name(super::TestDb::sqlite().await).await;
-                }
-            )*
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $name() {
-                    super::$name(super::TestDb::postgres().await).await;
-                }
-            )*
-        }
-    };
-}
-
-store_tests! {
+lifeboat_tests::both_engines! {
     migrations_apply_on_empty_database_and_are_idempotent,
     claim_admits_an_agent,
     retry_with_same_key_returns_same_agent_without_consuming_a_use,

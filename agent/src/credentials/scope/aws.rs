@@ -879,37 +879,10 @@ fn describe(
     via
 }
 
-/// IAM wildcard match: `*` any run, `?` one character; actions compare case-insensitively,
-/// resources case-sensitively.
+/// IAM wildcard match (`*`, `?`): actions compare case-insensitively, resources
+/// case-sensitively.
 fn glob(pattern: &str, value: &str, case_sensitive: bool) -> bool {
-    let pattern = pattern.as_bytes();
-    let value = value.as_bytes();
-    let same = |p: u8, v: u8| {
-        if case_sensitive {
-            p == v
-        } else {
-            p.eq_ignore_ascii_case(&v)
-        }
-    };
-    let (mut p, mut v) = (0, 0);
-    let (mut star, mut mark) = (None, 0);
-    while v < value.len() {
-        if p < pattern.len() && pattern[p] != b'*' && (pattern[p] == b'?' || same(pattern[p], value[v])) {
-            p += 1;
-            v += 1;
-        } else if p < pattern.len() && pattern[p] == b'*' {
-            star = Some(p);
-            mark = v;
-            p += 1;
-        } else if let Some(position) = star {
-            p = position + 1;
-            mark += 1;
-            v = mark;
-        } else {
-            return false;
-        }
-    }
-    pattern[p..].iter().all(|&byte| byte == b'*')
+    super::wildcard_match(pattern, value, case_sensitive)
 }
 
 #[cfg(test)]

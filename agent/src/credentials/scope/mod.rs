@@ -102,15 +102,28 @@ impl Capability {
     }
 }
 
-/// `*` matches any run of characters (including none); everything else literally, ASCII
-/// case-insensitively (provider and account names are not case-sensitive in practice).
+/// `*` matches any run of characters (including none), `?` one character; everything else
+/// literally, ASCII case-insensitively (provider and account names are not case-sensitive in
+/// practice).
 pub fn glob_match(pattern: &str, value: &str) -> bool {
+    wildcard_match(pattern, value, false)
+}
+
+/// The wildcard match of IAM and of selectors: `*` any run of characters, `?` one character.
+pub fn wildcard_match(pattern: &str, value: &str, case_sensitive: bool) -> bool {
     let pattern = pattern.as_bytes();
     let value = value.as_bytes();
+    let same = |p: u8, v: u8| {
+        if case_sensitive {
+            p == v
+        } else {
+            p.eq_ignore_ascii_case(&v)
+        }
+    };
     let (mut p, mut v) = (0, 0);
     let (mut star, mut mark) = (None, 0);
     while v < value.len() {
-        if p < pattern.len() && pattern[p] != b'*' && pattern[p].eq_ignore_ascii_case(&value[v]) {
+        if p < pattern.len() && pattern[p] != b'*' && (pattern[p] == b'?' || same(pattern[p], value[v])) {
             p += 1;
             v += 1;
         } else if p < pattern.len() && pattern[p] == b'*' {
