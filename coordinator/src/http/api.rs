@@ -187,9 +187,23 @@ impl<'a> VerdictView<'a> {
     }
 }
 
+/// How long a serialised verdict listing is reused: verdicts change on flips and results, seconds
+/// apart at the least, and the listing of 10,000 assets costs tens of milliseconds to build.
+pub(super) const LISTING_TTL: std::time::Duration = std::time::Duration::from_secs(1);
+
 async fn verdicts(State(state): State<AppState>, query: Result<Query<EnvironmentQuery>, QueryRejection>) -> ApiResult {
     let Query(query) = query?;
     let environment = environment_filter(query.environment.as_deref())?;
+    let key = environment.map(str::to_owned);
+    let cached = state.inner.verdict_listings.lock().ok().and_then(|listings| {
+        listings
+            .get(&key)
+            .filter(|(at, _)| at.elapsed() < LISTING_TTL)
+            .map(|(_, body)| body.clone())
+    });
+    if let Some(body) = cached {
+        return Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response());
+    }
     let verdicts = state.store().verdicts(environment).await?;
     let now = Utc::now();
     let views: Vec<VerdictView<'_>> = verdicts
@@ -201,10 +215,16 @@ async fn verdicts(State(state): State<AppState>, query: Result<Query<Environment
         recoverable: bool,
         verdicts: Vec<VerdictView<'a>>,
     }
-    answer(Answer {
+    let body = serde_json::to_vec(&Answer {
         recoverable: views.iter().all(|view| view.recoverable),
         verdicts: views,
     })
+    .map(axum::body::Bytes::from)
+    .map_err(|err| ApiError::Store(StoreError::Encode(format!("verdict listing: {err}"))))?;
+    if let Ok(mut listings) = state.inner.verdict_listings.lock() {
+        listings.insert(key, (std::time::Instant::now(), body.clone()));
+    }
+    Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 /// One asset: its test (schedule, RPO/RTO) and its verdict, either of which may be missing.

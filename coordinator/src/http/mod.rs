@@ -55,6 +55,10 @@ struct Inner {
     connected_agents: Arc<dyn Fn() -> usize + Send + Sync>,
     public_url: Option<String>,
     metrics: metrics::StoreGauges,
+    /// The serialised verdict listing per environment filter, reused for [`api::LISTING_TTL`]:
+    /// dashboards polling every asset of a large organisation read it from memory.
+    verdict_listings:
+        std::sync::Mutex<std::collections::HashMap<Option<String>, (std::time::Instant, axum::body::Bytes)>>,
 }
 
 impl AppState {
@@ -79,6 +83,7 @@ pub fn router(state: HttpState) -> Router {
             connected_agents: state.connected_agents,
             public_url: state.public_url,
             metrics: metrics::StoreGauges::new(),
+            verdict_listings: std::sync::Mutex::default(),
         }),
     };
     let api = api::routes().layer(axum::middleware::from_fn_with_state(
