@@ -241,3 +241,62 @@ async fn status_page_renders_in_chromium_without_console_errors() {
     browser.close().await;
     server.stop().await;
 }
+
+/// The auditor's `report.html` from `evidence export` opens offline (a `file://` URL, nothing
+/// fetched) in Chromium with no console error, and shows the runs with their outcomes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_evidence_report_opens_offline_without_console_errors() {
+    use lifeboat_coordinator::store::{ResultRow, Store};
+    use lifeboat_shared::findings::{Finding, FindingKind, Severity};
+    use lifeboat_shared::ids::{AgentId, Environment, ResultId};
+    use lifeboat_shared::protocol::{Outcome, RunResult};
+
+    let dir = tempfile::tempdir().expect("dir");
+    let store = Store::connect(&format!("sqlite://{}", dir.path().join("lifeboat.db").display()))
+        .await
+        .expect("store");
+    let rows: Vec<ResultRow> = [("rentals-db", Outcome::Passed), ("uploads", Outcome::Failed)]
+        .into_iter()
+        .map(|(asset, outcome)| {
+            let mut result = RunResult::for_test(asset, outcome);
+            result.result_id = ResultId::new();
+            result.backup = "nightly".into();
+            result.recovery_point = format!("{asset}-2026-11-25.dump");
+            result.rto_seconds = 42.0;
+            if outcome == Outcome::Failed {
+                result.findings.push(
+                    Finding::new(FindingKind::RestoreCheckFailed, asset, "check \"files exist\" failed")
+                        .with_severity(Severity::Critical),
+                );
+            }
+            ResultRow {
+                agent_id: AgentId::new(),
+                environment: Environment::parse("prod").expect("env"),
+                result,
+                received_at: chrono::Utc::now(),
+            }
+        })
+        .collect();
+    store.insert_results(&rows).await.expect("results");
+    store.append_evidence(&rows).await.expect("evidence");
+    let out = dir.path().join("export");
+    lifeboat_coordinator::evidence::export(&store, chrono::Utc::now() - chrono::Duration::days(90), &out)
+        .await
+        .expect("export");
+
+    let mut browser = Browser::launch().await;
+    let dom = browser
+        .load(&format!("file://{}", out.join("report.html").display()))
+        .await;
+    assert!(
+        browser.problems.is_empty(),
+        "the report reported: {:#?}",
+        browser.problems
+    );
+    let text = browser.text().await;
+    for expected in ["rentals-db", "uploads", "rentals-db-2026-11-25.dump", "files exist"] {
+        assert!(text.contains(expected), "{expected} missing from the report:\n{text}");
+    }
+    assert!(!dom.contains("<script"), "the report needs no script");
+    browser.close().await;
+}
