@@ -34,6 +34,8 @@ pub struct Inputs {
     /// The environment's agents (not revoked).
     pub agents: Vec<AgentRecord>,
     pub previous: Option<VerdictRecord>,
+    /// An agent declares the asset but no agent declares a test of it.
+    pub untested: bool,
 }
 
 /// Decides the verdict; `None` while there is nothing to judge yet (a new asset before its
@@ -76,6 +78,20 @@ pub fn decide(inputs: &Inputs, agent_lost_after: Duration, now: DateTime<Utc>) -
         }
     };
     match &inputs.restore {
+        None if inputs.untested => {
+            recoverable = false;
+            reasons.push(
+                Finding::new(
+                    FindingKind::TestOverdue,
+                    asset,
+                    format!("{asset} has no restore test: nothing proves it can be recovered."),
+                )
+                .with_severity(Severity::Critical)
+                .with_remediation(format!(
+                    "Declare a [[test]] for {asset} in the agent's config, with the checks that prove its data is whole."
+                )),
+            );
+        }
         None => {
             let started = inputs.first_due?;
             let waited = (now - started).num_seconds();
@@ -350,7 +366,29 @@ impl Posture {
     ) -> Result<Option<FlipRecord>, StoreError> {
         let tests = self.store.tests().await?;
         let agents = self.store.list_agents().await?;
-        self.evaluate_with(environment, asset, &tests, &agents, now).await
+        let declared = self.declared_assets().await?;
+        self.evaluate_with(environment, asset, &tests, &agents, &declared, now)
+            .await
+    }
+
+    /// (environment, asset) of every asset an agent of the environment declares without any
+    /// agent of it declaring a test of it. Read from the inventories themselves: the tests table
+    /// follows them a few seconds later, and an asset must not look untested meanwhile.
+    async fn declared_assets(&self) -> Result<std::collections::BTreeSet<(String, String)>, StoreError> {
+        let mut declared = std::collections::BTreeSet::new();
+        let mut tested = std::collections::BTreeSet::new();
+        for (_agent, environment, inventory) in self.store.inventories().await? {
+            let Ok(inventory) = serde_json::from_value::<lifeboat_shared::protocol::Inventory>(inventory) else {
+                continue;
+            };
+            for asset in inventory.assets {
+                declared.insert((environment.to_string(), asset.name));
+            }
+            for test in inventory.tests {
+                tested.insert((environment.to_string(), test.asset));
+            }
+        }
+        Ok(declared.difference(&tested).cloned().collect())
     }
 
     async fn evaluate_with(
@@ -359,8 +397,12 @@ impl Posture {
         asset: &str,
         tests: &[TestRecord],
         agents: &[AgentRecord],
+        declared: &std::collections::BTreeSet<(String, String)>,
         now: DateTime<Utc>,
     ) -> Result<Option<FlipRecord>, StoreError> {
+        let tested = tests
+            .iter()
+            .any(|test| test.environment == environment && test.asset == asset);
         let inputs = Inputs {
             environment: environment.to_owned(),
             asset: asset.to_owned(),
@@ -385,6 +427,7 @@ impl Posture {
                 .cloned()
                 .collect(),
             previous: self.store.verdict(environment, asset).await?,
+            untested: !tested && declared.contains(&(environment.to_owned(), asset.to_owned())),
         };
         let Some(verdict) = decide(&inputs, self.alerts.agent_lost_after.into(), now) else {
             return Ok(None);
@@ -429,11 +472,16 @@ impl Posture {
         for verdict in self.store.verdicts(None).await? {
             assets.push((verdict.environment, verdict.asset));
         }
+        let declared = self.declared_assets().await?;
+        assets.extend(declared.iter().cloned());
         assets.sort();
         assets.dedup();
         let mut flips = Vec::new();
         for (environment, asset) in assets {
-            if let Some(flip) = self.evaluate_with(&environment, &asset, &tests, &agents, now).await? {
+            if let Some(flip) = self
+                .evaluate_with(&environment, &asset, &tests, &agents, &declared, now)
+                .await?
+            {
                 flips.push(flip);
             }
         }
@@ -575,6 +623,7 @@ mod tests {
             first_due: Some(now() - chrono::Duration::hours(30)),
             agents,
             previous: None,
+            untested: false,
         }
     }
 
@@ -656,6 +705,26 @@ mod tests {
         let verdict = decide(&exposed, LOST, now()).expect("verdict");
         assert!(!verdict.recoverable);
         assert_eq!(verdict.reasons[0].kind, FindingKind::BlastRadiusShared);
+    }
+
+    #[test]
+    fn a_declared_asset_without_a_test_is_not_recoverable_at_once() {
+        let mut untested = inputs(None, vec![agent(0)]);
+        untested.test = None;
+        untested.first_due = None;
+        assert!(
+            decide(&untested, LOST, now()).is_none(),
+            "unknown until an agent declares it"
+        );
+        untested.untested = true;
+        let verdict = decide(&untested, LOST, now()).expect("verdict");
+        assert!(!verdict.recoverable);
+        assert_eq!(verdict.reasons[0].kind, FindingKind::TestOverdue);
+        assert!(
+            verdict.reasons[0].message.contains("no restore test"),
+            "{}",
+            verdict.reasons[0].message
+        );
     }
 
     #[test]

@@ -146,6 +146,21 @@ log_filter = "debug"
     let reported = reported.unwrap_or_else(|| panic!("no posture result:\n{}", agent.log_text()));
     // Let a few more scans go through the whole path.
     tokio::time::sleep(Duration::from_secs(3)).await;
+    // The asset is declared without a test: the coordinator says nothing proves it recovers.
+    let verdict = store
+        .verdict("canary-env", "uploads")
+        .await
+        .expect("verdict")
+        .expect("a verdict");
+    assert!(!verdict.recoverable);
+    assert!(
+        verdict
+            .reasons
+            .iter()
+            .any(|reason| reason.message.contains("no restore test")),
+        "{:?}",
+        verdict.reasons
+    );
     agent.kill().await;
 
     // Not vacuous: the planted credentials were found and reported by fingerprint and preview.
