@@ -139,6 +139,10 @@ pub struct AlertsConfig {
     /// Reminders (Jira comments, PagerDuty re-triggers) per open ticket at most.
     #[serde(default = "default_max_reminders")]
     pub max_reminders: u32,
+    /// The longest wait between two delivery attempts of a message (exponential backoff with
+    /// jitter from 1 s up to this; a later `Retry-After` wins).
+    #[serde(default = "default_retry_max_delay")]
+    pub retry_max_delay: HumanDuration,
 }
 
 impl Default for AlertsConfig {
@@ -148,6 +152,7 @@ impl Default for AlertsConfig {
             evaluate_every: default_evaluate_every(),
             public_url: None,
             max_reminders: default_max_reminders(),
+            retry_max_delay: default_retry_max_delay(),
         }
     }
 }
@@ -192,6 +197,9 @@ fn default_evaluate_every() -> HumanDuration {
 }
 fn default_max_reminders() -> u32 {
     5
+}
+fn default_retry_max_delay() -> HumanDuration {
+    HumanDuration::from_secs(600)
 }
 fn default_all() -> Vec<String> {
     vec!["*".to_owned()]

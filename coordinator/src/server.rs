@@ -174,6 +174,7 @@ impl Coordinator {
                 channels,
                 instance,
                 wake,
+                max_delay: config.alerts.retry_max_delay.into(),
             }
             .run(background.clone()),
         );

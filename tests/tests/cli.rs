@@ -223,23 +223,12 @@ async fn scan_reports_credentials_by_fingerprint_and_exits_1_on_an_exposed_one()
 /// recoverable, `findings` lists the reasons worst first.
 #[tokio::test]
 async fn schedule_run_now_posture_and_findings_speak_their_contracts() {
-    use lifeboat_coordinator::store::{Store, TestSpec, VerdictRecord};
+    use lifeboat_coordinator::store::{TestSpec, VerdictRecord};
     use lifeboat_shared::findings::{Finding, FindingKind, Severity};
 
     let dir = tempfile::tempdir().expect("dir");
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).expect("mkdir");
-    let config = dir.path().join("coordinator.toml");
-    let listen: std::net::SocketAddr = ([127, 0, 0, 1], lifeboat_tests::processes::free_port()).into();
-    std::fs::write(
-        &config,
-        lifeboat_tests::cluster::coordinator_config_text(listen, &data, None, "1h"),
-    )
-    .expect("write");
+    let (config, store) = offline_coordinator(dir.path()).await;
     let config_arg = config.display().to_string();
-    let store = Store::connect(&format!("sqlite://{}", data.join("lifeboat.db").display()))
-        .await
-        .expect("store");
     let now = chrono::Utc::now();
     store
         .sync_tests(
@@ -342,23 +331,12 @@ async fn schedule_run_now_posture_and_findings_speak_their_contracts() {
 /// a removed record.
 #[tokio::test]
 async fn evidence_export_and_verify_catch_an_edited_and_a_removed_record() {
-    use lifeboat_coordinator::store::{ResultRow, Store};
+    use lifeboat_coordinator::store::ResultRow;
     use lifeboat_shared::ids::{AgentId, Environment, ResultId};
     use lifeboat_shared::protocol::{Outcome, RunResult};
 
     let dir = tempfile::tempdir().expect("dir");
-    let data = dir.path().join("data");
-    std::fs::create_dir_all(&data).expect("mkdir");
-    let config = dir.path().join("coordinator.toml");
-    let listen: std::net::SocketAddr = ([127, 0, 0, 1], lifeboat_tests::processes::free_port()).into();
-    std::fs::write(
-        &config,
-        lifeboat_tests::cluster::coordinator_config_text(listen, &data, None, "1h"),
-    )
-    .expect("write");
-    let store = Store::connect(&format!("sqlite://{}", data.join("lifeboat.db").display()))
-        .await
-        .expect("store");
+    let (config, store) = offline_coordinator(dir.path()).await;
     let rows: Vec<ResultRow> = (0..4)
         .map(|i| {
             let mut result = RunResult::for_test(&format!("db-{i}"), Outcome::Passed);
@@ -426,4 +404,22 @@ async fn evidence_export_and_verify_catch_an_edited_and_a_removed_record() {
     std::fs::write(removed.join("evidence.jsonl"), fewer.join("\n") + "\n").expect("write");
     let (code, stdout, _) = verify(removed.display().to_string()).await;
     assert_eq!(code, 1, "a removed record is caught: {stdout}");
+}
+
+/// A coordinator config (not serving) in `dir` and its store, for the commands that act on it.
+async fn offline_coordinator(dir: &std::path::Path) -> (std::path::PathBuf, lifeboat_coordinator::store::Store) {
+    let data = dir.join("data");
+    std::fs::create_dir_all(&data).expect("mkdir");
+    let config = dir.join("coordinator.toml");
+    let listen: std::net::SocketAddr = ([127, 0, 0, 1], lifeboat_tests::processes::free_port()).into();
+    std::fs::write(
+        &config,
+        lifeboat_tests::cluster::coordinator_config_text(listen, &data, None, "1h"),
+    )
+    .expect("write");
+    let store =
+        lifeboat_coordinator::store::Store::connect(&format!("sqlite://{}", data.join("lifeboat.db").display()))
+            .await
+            .expect("store");
+    (config, store)
 }

@@ -93,6 +93,7 @@ fn worker(store: &Store, channels: Vec<Channel>) -> OutboxWorker {
         ),
         instance: "test".into(),
         wake: Arc::new(tokio::sync::Notify::new()),
+        max_delay: Duration::from_secs(600),
     }
 }
 

@@ -100,6 +100,10 @@ async fn until(timeout: Duration, what: &str, mut done: impl AsyncFnMut() -> boo
     panic!("timed out after {timeout:?} waiting for {what}");
 }
 
+fn delivered(sink: &WebhookSink, event: &str) -> bool {
+    sink.deliveries().iter().any(|delivery| delivery.body["event"] == event)
+}
+
 async fn flips_of(store: &Store, asset: &str) -> usize {
     store
         .flips(Some(ENVIRONMENT), Some(asset), 100)
@@ -117,6 +121,7 @@ lease_grace = "2s"
 
 [alerts]
 evaluate_every = "1s"
+retry_max_delay = "3s"
 
 {channels}
 "#
@@ -350,9 +355,7 @@ channels = ["hook"]
         .await
         .expect("spool");
     until(Duration::from_secs(30), "the flip and its ticket", async || {
-        sink.deliveries()
-            .iter()
-            .any(|delivery| delivery.body["event"] == "trigger")
+        delivered(&sink, "trigger")
     })
     .await;
     // The agent resends after a reconnect: still one result, one run, one flip.
@@ -362,9 +365,7 @@ channels = ["hook"]
         .await
         .expect("spool");
     until(Duration::from_secs(30), "the flip back and its resolve", async || {
-        sink.deliveries()
-            .iter()
-            .any(|delivery| delivery.body["event"] == "resolve")
+        delivered(&sink, "resolve")
     })
     .await;
 

@@ -49,18 +49,20 @@ pub struct OutboxWorker {
     /// Woken when this replica queues a message, so a flip is delivered at once rather than at
     /// the next poll (other replicas' messages are found by polling).
     pub wake: Arc<tokio::sync::Notify>,
+    /// The longest wait between two attempts (`[alerts] retry_max_delay`).
+    pub max_delay: Duration,
 }
 
-/// The delay before attempt `attempts + 1`: exponential from 1 s to 10 min with full jitter.
-pub fn backoff(attempts: i64) -> Duration {
+/// The delay before attempt `attempts + 1`: exponential from 1 s to `max_delay`, with jitter.
+pub fn backoff(attempts: i64, max_delay: Duration) -> Duration {
     backon::ExponentialBuilder::default()
-        .with_min_delay(Duration::from_secs(1))
-        .with_max_delay(Duration::from_secs(600))
+        .with_min_delay(Duration::from_secs(1).min(max_delay))
+        .with_max_delay(max_delay)
         .with_jitter()
         .without_max_times()
         .build()
         .nth(usize::try_from(attempts.max(1) - 1).unwrap_or(0))
-        .unwrap_or(Duration::from_secs(600))
+        .unwrap_or(max_delay)
 }
 
 impl OutboxWorker {
@@ -126,7 +128,7 @@ impl OutboxWorker {
             }
             Err(DeliveryError::Retry { reason, after }) => {
                 report.retried += 1;
-                let wait = backoff(message.attempts).max(after.unwrap_or_default());
+                let wait = backoff(message.attempts, self.max_delay).max(after.unwrap_or_default());
                 tracing::warn!(channel = %message.channel, %reason, ?wait, attempts = message.attempts, "delivery failed; retrying");
                 self.store
                     .message_retry(
@@ -141,7 +143,7 @@ impl OutboxWorker {
                 // The credential may be fixed soon: keep the message, retry slowly, and say so
                 // on the other channels.
                 report.retried += 1;
-                let wait = backoff(message.attempts).max(Duration::from_secs(60));
+                let wait = backoff(message.attempts, self.max_delay).max(Duration::from_secs(60));
                 let error = format!("refused with {status}: {reason}");
                 tracing::error!(channel = %message.channel, %error, "channel refuses Lifeboat's credential");
                 self.store
@@ -252,11 +254,13 @@ mod tests {
 
     #[test]
     fn backoff_grows_with_jitter_and_is_capped() {
+        let cap = Duration::from_secs(600);
         for attempts in 1..200 {
-            assert!(backoff(attempts) <= Duration::from_secs(1200), "{attempts}");
+            assert!(backoff(attempts, cap) <= 2 * cap, "{attempts}");
         }
-        let late: Duration = (0..20).map(|_| backoff(30)).sum();
-        let early: Duration = (0..20).map(|_| backoff(1)).sum();
+        assert!(backoff(50, Duration::from_secs(2)) <= Duration::from_secs(4));
+        let late: Duration = (0..20).map(|_| backoff(30, cap)).sum();
+        let early: Duration = (0..20).map(|_| backoff(1, cap)).sum();
         assert!(late > early, "{late:?} vs {early:?}");
     }
 }
