@@ -357,18 +357,31 @@ pub struct Posture {
 }
 
 impl Posture {
-    /// Re-evaluates one asset; returns its flip, if it flipped.
-    pub async fn evaluate(
+    /// Re-evaluates these assets, reading the tests, agents and inventories once for all of
+    /// them; returns the flips. An asset whose evaluation fails is logged and left to the next
+    /// pass; the others go on.
+    pub async fn evaluate_assets(
         &self,
-        environment: &str,
-        asset: &str,
+        assets: &[(String, String)],
         now: DateTime<Utc>,
-    ) -> Result<Option<FlipRecord>, StoreError> {
+    ) -> Result<Vec<FlipRecord>, StoreError> {
         let tests = self.store.tests().await?;
         let agents = self.store.list_agents().await?;
         let declared = self.declared_assets().await?;
-        self.evaluate_with(environment, asset, &tests, &agents, &declared, now)
-            .await
+        let mut flips = Vec::new();
+        for (environment, asset) in assets {
+            match self
+                .evaluate_with(environment, asset, &tests, &agents, &declared, now)
+                .await
+            {
+                Ok(Some(flip)) => flips.push(flip),
+                Ok(None) => {}
+                Err(err) => {
+                    tracing::warn!(%environment, %asset, error = %err, "cannot evaluate a verdict; the next pass retries")
+                }
+            }
+        }
+        Ok(flips)
     }
 
     /// (environment, asset) of every asset an agent of the environment declares without any
@@ -463,29 +476,20 @@ impl Posture {
 
     /// Re-evaluates every known asset (the dead-man's switch); returns the flips.
     pub async fn evaluate_all(&self, now: DateTime<Utc>) -> Result<Vec<FlipRecord>, StoreError> {
-        let tests = self.store.tests().await?;
-        let agents = self.store.list_agents().await?;
-        let mut assets: Vec<(String, String)> = tests
-            .iter()
-            .map(|test| (test.environment.clone(), test.asset.clone()))
+        let mut assets: Vec<(String, String)> = self
+            .store
+            .tests()
+            .await?
+            .into_iter()
+            .map(|test| (test.environment, test.asset))
             .collect();
         for verdict in self.store.verdicts(None).await? {
             assets.push((verdict.environment, verdict.asset));
         }
-        let declared = self.declared_assets().await?;
-        assets.extend(declared.iter().cloned());
+        assets.extend(self.declared_assets().await?);
         assets.sort();
         assets.dedup();
-        let mut flips = Vec::new();
-        for (environment, asset) in assets {
-            if let Some(flip) = self
-                .evaluate_with(&environment, &asset, &tests, &agents, &declared, now)
-                .await?
-            {
-                flips.push(flip);
-            }
-        }
-        Ok(flips)
+        self.evaluate_assets(&assets, now).await
     }
 
     /// Queues reminders for tickets still open after a route's `repeat_interval` (at most

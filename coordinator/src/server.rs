@@ -268,14 +268,11 @@ async fn process_committed(
             }
             assets.insert((row.environment.to_string(), result.asset.clone()));
         }
-        for (environment, asset) in assets {
-            match posture.evaluate(&environment, &asset, now).await {
-                Ok(Some(_flip)) => wake.notify_one(),
-                Ok(None) => {}
-                Err(err) => {
-                    tracing::warn!(%environment, %asset, error = %err, "cannot evaluate a verdict; the next pass retries")
-                }
-            }
+        let assets: Vec<(String, String)> = assets.into_iter().collect();
+        match posture.evaluate_assets(&assets, now).await {
+            Ok(flips) if !flips.is_empty() => wake.notify_one(),
+            Ok(_) => {}
+            Err(err) => tracing::warn!(error = %err, "cannot evaluate verdicts; the next pass retries"),
         }
     }
 }
