@@ -2,7 +2,7 @@
 //! `runs`, `findings`, and `run-now`. Each is a serialisable value with a text rendering.
 
 use chrono::{DateTime, Utc};
-use lifeboat_shared::findings::{Finding, Severity};
+use lifeboat_shared::findings::Finding;
 use lifeboat_shared::protocol::ResultKind;
 use serde::Serialize;
 
@@ -266,9 +266,4 @@ pub async fn run_now(
         .materialise_runs(&test.environment, &test.asset, std::slice::from_ref(&run), None, now)
         .await?;
     Ok(run)
-}
-
-/// Whether any finding is at least `severity` (for exit codes).
-pub fn any_at_least(findings: &[OpenFinding], severity: Severity) -> bool {
-    findings.iter().any(|open| open.finding.severity >= severity)
 }

@@ -309,7 +309,7 @@ pub async fn discover_and_analyse(
                 label: "PostgreSQL connection URL".into(),
                 family: "postgres".into(),
                 fingerprint,
-                preview: redact_url(&url.value),
+                preview: scope::postgres::redact_url(&url.value),
                 name: Some(format!("lifeboat ({})", asset.name.get_ref())),
                 purpose: Some("read-only restore checks (Lifeboat)".into()),
                 path: None,
@@ -375,11 +375,6 @@ fn family_label(kind: &str) -> String {
         _ => "credential",
     }
     .to_owned()
-}
-
-/// `postgres://app:…@db:5432/rentals`: the password replaced by an ellipsis.
-pub fn redact_url(url: &str) -> String {
-    crate::posture::redact_urls(url)
 }
 
 /// Works out the capabilities of one credential from what is known about it.
