@@ -82,6 +82,10 @@ pub enum Command {
         #[arg(long, env = "LIFEBOAT_AGENT_CONFIG", default_value = "/etc/lifeboat/agent.toml")]
         config: PathBuf,
     },
+    /// Inside a restore jail only: starts a `service` check's application, probes its URL and
+    /// prints the verdict as JSON.
+    #[command(hide = true)]
+    ServiceProbe(crate::runner::service::ProbeArgs),
 }
 
 fn parse_pin(text: &str) -> Result<CaPin, String> {
@@ -166,6 +170,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             } else {
                 ExitCode::SUCCESS
             });
+        }
+        Command::ServiceProbe(args) => {
+            let verdict = crate::runner::service::probe(&args).await;
+            println!("{}", serde_json::to_string(&verdict)?);
         }
         Command::Run { config } => {
             let config = AgentConfig::load(&config)?;

@@ -188,6 +188,10 @@ pub struct CheckConfig {
     pub min: Option<f64>,
     #[serde(default)]
     pub max: Option<f64>,
+    /// For `command` and `service` checks: host paths the program may read (its own files, a
+    /// virtualenv), bound read-only into the sandbox's jail; it sees nothing else but `/usr`.
+    #[serde(default)]
+    pub paths: Vec<String>,
 }
 
 /// `row_counts = { tables = [...], tolerance = "5%" }`.

@@ -14,6 +14,8 @@
 //! - [`runner`]: restore tests: sandbox, restore, checks, measurements, findings.
 //! - [`backups`]: backup sources and their recovery points.
 //! - [`sandbox`]: throw-away PostgreSQL clusters and directories restores go into; the janitor.
+//! - [`jail`]: bubblewrap jails, as the sandbox user, for every process that reads backup content.
+//! - [`procfs`]: processes seen through `/proc`.
 //! - [`scan`]: `lifeboat-agent scan`: credential discovery and scope only.
 //! - [`spool`]: the durable outbox of results.
 //! - [`capabilities`]: what this machine can restore.
@@ -30,7 +32,9 @@ pub mod credentials;
 pub mod daemon;
 pub mod enroll;
 pub mod identity;
+pub mod jail;
 pub mod posture;
+pub mod procfs;
 pub mod reconnect;
 pub mod renewal;
 pub mod runner;

@@ -87,6 +87,8 @@ catalogue! {
     AgentSelfScope => "agent.self_scope", High;
     BackupShrunk => "backup.shrunk", High;
     ChannelFailing => "channel.failing", High;
+    RestoreHostile => "restore.hostile", Critical;
+    AgentMisconfigured => "agent.misconfigured", High;
 }
 
 /// Error for a finding code outside the catalogue.
@@ -169,7 +171,7 @@ mod tests {
             assert!(seen.insert(kind.code()), "duplicate code {}", kind.code());
             assert_eq!(kind.code().parse::<FindingKind>(), Ok(*kind));
         }
-        assert_eq!(seen.len(), 19);
+        assert_eq!(seen.len(), 21);
     }
 
     #[test]

@@ -31,6 +31,13 @@ pub async fn check(config: &Path) -> (i32, Value, String) {
 
 /// [`check`] with extra environment variables for the agent.
 pub async fn check_with_env(config: &Path, env: &[(&str, &str)]) -> (i32, Value, String) {
+    grant_backups_to_sandbox(config);
+    check_as_is(config, env).await
+}
+
+/// [`check`] without [`grant_backups_to_sandbox`]: for tests of what the agent says when the
+/// operator has not granted it.
+pub async fn check_as_is(config: &Path, env: &[(&str, &str)]) -> (i32, Value, String) {
     let config = config.display().to_string();
     let (code, stdout, stderr) = processes::run_with_env(
         "lifeboat-agent",
@@ -41,6 +48,38 @@ pub async fn check_with_env(config: &Path, env: &[(&str, &str)]) -> (i32, Value,
     .expect("run check");
     let json = serde_json::from_str(&stdout).unwrap_or(Value::Null);
     (code, json, stderr)
+}
+
+/// Does what the README asks of an operator for every `[[backup]] path` of `config`: lets the
+/// sandbox user read the backups (restores read them only as that user) — here with `chmod -R
+/// o+rX` on the path and search permission on its ancestors.
+pub fn grant_backups_to_sandbox(config: &Path) {
+    let Ok(text) = std::fs::read_to_string(config) else {
+        return;
+    };
+    let Ok(parsed) = text.parse::<toml::Table>() else {
+        return;
+    };
+    let paths = parsed
+        .get("backup")
+        .and_then(toml::Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|backup| backup.get("path").and_then(toml::Value::as_str));
+    for path in paths {
+        grant_sandbox_read(Path::new(path));
+    }
+}
+
+/// Lets every user read `path` (recursively) and pass through its ancestors.
+pub fn grant_sandbox_read(path: &Path) {
+    let _ = std::process::Command::new("chmod")
+        .args(["-R", "o+rX"])
+        .arg(path)
+        .status();
+    for ancestor in path.ancestors().skip(1) {
+        let _ = std::process::Command::new("chmod").arg("o+x").arg(ancestor).status();
+    }
 }
 
 /// The report of asset `name`.
@@ -67,6 +106,12 @@ pub fn finding_kinds(asset: &Value) -> Vec<String> {
 /// The sandboxes left in the agent work directory of a config written into `dir`.
 pub fn sandboxes_left(dir: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(dir.join("agent-work/sandboxes"))
-        .map(|entries| entries.flatten().map(|entry| entry.path()).collect())
+        .map(|entries| {
+            entries
+                .flatten()
+                .filter(|entry| !entry.file_name().to_string_lossy().starts_with('.'))
+                .map(|entry| entry.path())
+                .collect()
+        })
         .unwrap_or_default()
 }

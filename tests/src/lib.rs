@@ -5,6 +5,7 @@
 //! # Layout
 //!
 //! - [`agent_check`]: `lifeboat-agent check` as a process, and reading its JSON report.
+//! - [`argv_watch`]: watches the command lines of what the agent starts, for secrets.
 //! - [`cluster`]: an in-process coordinator with helpers to enroll and run simulated agents.
 //! - [`processes`]: the built binaries as child processes (killed on drop), config files.
 //! - [`postgres`]: throw-away PostgreSQL clusters.
@@ -16,6 +17,7 @@
 //! - [`volume`]: another volume (a tmpfs) for backups kept off the production disk.
 
 pub mod agent_check;
+pub mod argv_watch;
 pub mod cluster;
 pub mod postgres;
 pub mod processes;

@@ -216,10 +216,7 @@ async fn every_dump_format_restores_and_passes_its_checks() {
         "row_counts and schema must have read production"
     );
     // Every sandbox was removed.
-    let sandboxes = production.dir.path().join("agent-work/sandboxes");
-    let left: Vec<_> = std::fs::read_dir(&sandboxes)
-        .map(|d| d.flatten().collect())
-        .unwrap_or_default();
+    let left = lifeboat_tests::agent_check::sandboxes_left(production.dir.path());
     assert!(left.is_empty(), "sandboxes left behind: {left:?}");
 }
 
@@ -392,7 +389,9 @@ async fn a_service_started_against_the_sandbox_answers_http() {
     production.dump("chinook", &["-Fc"], &dir.join("chinook.dump")).await;
     // A small application written for this test: serves /health with the invoice count it reads
     // from SANDBOX_DATABASE_URL through psql.
-    let app = production.dir.path().join("app.py");
+    let app_dir = production.dir.path().join("app");
+    std::fs::create_dir_all(&app_dir).expect("mkdir app");
+    let app = app_dir.join("app.py");
     std::fs::write(
         &app,
         format!(
@@ -410,6 +409,8 @@ http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
         ),
     )
     .expect("app");
+    // The application's own files are all it sees of this machine besides /usr.
+    lifeboat_tests::agent_check::grant_sandbox_read(&app_dir);
     let checks = format!(
         r#"
   [[test.check]]
@@ -418,8 +419,10 @@ http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
   http = "http://127.0.0.1:{{port}}/health"
   expect_status = 200
   expect_body = "invoices=412"
+  paths = ["{}"]
 "#,
-        app.display()
+        app.display(),
+        app_dir.display()
     );
     let config = agent_config(
         production.dir.path(),
@@ -533,15 +536,25 @@ schedule = "0 * * * *"
     );
     tokio::time::sleep(Duration::from_millis(500)).await;
     agent.kill().await;
-    // The orphan: a sandbox directory and its server outlive the killed agent.
-    let orphans: Vec<_> = std::fs::read_dir(&sandboxes).expect("sandboxes").flatten().collect();
+    // The orphan: the sandbox directory outlives the killed agent; its jail does not (it dies
+    // with its parent, taking the server with it).
+    let orphans = lifeboat_tests::agent_check::sandboxes_left(production.dir.path());
     assert!(!orphans.is_empty(), "the kill left no orphan; the test proves nothing");
-    assert!(!processes_mentioning(&sandbox_root).is_empty());
+    let jail_died = lifeboat_tests::eventually(Duration::from_secs(10), || {
+        let running = processes_mentioning(&sandbox_root);
+        async move { running.is_empty() }
+    })
+    .await;
+    assert!(
+        jail_died,
+        "processes outlived the killed agent: {:?}",
+        processes_mentioning(&sandbox_root)
+    );
 
     // The next start sweeps it, then runs the test to completion.
     let (code, report, stderr) = check(&config).await;
     assert_eq!(code, 0, "{stderr}\n{report:#}");
-    let left: Vec<_> = std::fs::read_dir(&sandboxes).expect("sandboxes").flatten().collect();
+    let left = lifeboat_tests::agent_check::sandboxes_left(production.dir.path());
     assert!(left.is_empty(), "sandboxes left: {left:?}");
     let still_running = processes_mentioning(&sandbox_root);
     assert!(still_running.is_empty(), "processes left: {still_running:?}");

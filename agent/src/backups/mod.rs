@@ -51,6 +51,7 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::config::BackupKind;
 pub use pick::{Pick, PickError, pick};
+pub use tar::audit as audit_tar;
 
 /// How a recovery point is stored, which decides how it is restored.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

@@ -184,6 +184,47 @@ impl<R: Skip> TarReader<R> {
     }
 }
 
+/// How many members [`audit`] reads before it stops.
+const AUDIT_MAX_MEMBERS: usize = 1_000_000;
+/// How many findings [`audit`] reports.
+const AUDIT_MAX_SIGNS: usize = 5;
+
+/// Reads an archive's headers (not its data) for members no backup of files needs: paths that
+/// leave the archive's directory (absolute, or through `..`) and device nodes. Returns them in
+/// words, as signs of tampering; an unreadable archive gives none (its restore reports it).
+pub fn audit(path: &std::path::Path, gzip: bool) -> Vec<String> {
+    let Ok(file) = File::open(path) else {
+        return Vec::new();
+    };
+    let reader = BufReader::new(file);
+    if gzip {
+        audit_members(TarReader::new(flate2::bufread::MultiGzDecoder::new(reader)))
+    } else {
+        audit_members(TarReader::new(reader))
+    }
+}
+
+fn audit_members<R: Skip>(mut archive: TarReader<R>) -> Vec<String> {
+    let mut signs = Vec::new();
+    let mut count = 0;
+    while let Ok(Some(member)) = archive.next_member() {
+        count += 1;
+        if count > AUDIT_MAX_MEMBERS || signs.len() >= AUDIT_MAX_SIGNS {
+            break;
+        }
+        let escapes = member.name.starts_with('/') || member.name.split('/').any(|part| part == "..");
+        if escapes {
+            signs.push(format!(
+                "the archive's member {:?} points outside the directory it restores into",
+                member.name
+            ));
+        } else if matches!(member.typeflag, b'3' | b'4') {
+            signs.push(format!("the archive's member {:?} is a device node", member.name));
+        }
+    }
+    signs
+}
+
 /// Returns whether `block` is a tar header: not all zeros, with a matching checksum.
 pub(super) fn is_header(block: &[u8]) -> bool {
     block.len() >= 512 && block[..512].iter().any(|byte| *byte != 0) && checksum_matches(&block[..512])

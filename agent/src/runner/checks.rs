@@ -1,7 +1,10 @@
 //! The business checks an operator declares (`[[test.check]]`, DESIGN.md §6), run against a
 //! restored sandbox: `sql`, `row_counts` (against production, read-only), `schema` (restored vs
 //! production: the differences are drift), `transaction`, `command`, `service` + `http`, and
-//! `integrity` (`pg_amcheck`, `PRAGMA integrity_check`).
+//! `integrity` (`pg_amcheck`, `PRAGMA integrity_check`, `restic check`).
+//!
+//! Everything that reads the restored data runs in the sandbox's jail: `psql`, `sqlite3`,
+//! `pg_amcheck`, `restic`, and the operator's own `command` and `service`.
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -11,9 +14,11 @@ use serde::Serialize;
 use sqlx::Row as _;
 
 use crate::config::CheckConfig;
+use crate::jail::{Jail, Shells};
 use crate::runner::psql::{self, Connection};
+use crate::runner::sqlite_cli;
 
-/// What a check runs against.
+/// What a check runs against, with the sandbox's jail that every step on it runs in.
 #[derive(Debug, Clone)]
 pub enum Target {
     /// A restored PostgreSQL database in a sandbox.
@@ -21,16 +26,29 @@ pub enum Target {
         connection: Connection,
         bin_dir: PathBuf,
         database: String,
-        port: u16,
-        socket_dir: PathBuf,
+        /// The sandbox's client jail (its data directory and socket).
+        jail: Jail,
+        /// `SANDBOX_DATABASE_URL` for the operator's commands: the socket, no password (that is
+        /// in `PGPASSWORD`).
+        url: String,
     },
     /// A restored SQLite file (a copy in a sandbox).
-    Sqlite { path: PathBuf },
+    Sqlite { path: PathBuf, jail: Jail },
     /// Restored files in a sandbox directory; `restic` when they came from a restic snapshot.
     Files {
         dir: PathBuf,
         restic: Option<ResticRepository>,
+        jail: Jail,
     },
+}
+
+impl Target {
+    /// The sandbox's jail.
+    pub fn jail(&self) -> &Jail {
+        match self {
+            Self::Postgres { jail, .. } | Self::Sqlite { jail, .. } | Self::Files { jail, .. } => jail,
+        }
+    }
 }
 
 /// The restic repository a files restore came from, for the `integrity` check.
@@ -140,8 +158,10 @@ async fn sqlite_pool(path: &Path, read_only: bool) -> Result<sqlx::SqlitePool, s
         .await
 }
 
-/// Runs `sql` on a SQLite file and returns the first column of the first row as text.
-async fn sqlite_scalar(path: &Path, sql: &str, read_only: bool) -> Result<Option<String>, String> {
+/// Runs `sql` on production's SQLite file (read-only, in-process) and returns the first column
+/// of the first row as text.
+async fn production_sqlite_scalar(path: &Path, sql: &str) -> Result<Option<String>, String> {
+    let read_only = true;
     let pool = sqlite_pool(path, read_only).await.map_err(|err| err.to_string())?;
     let row = sqlx::query(sqlx::AssertSqlSafe(sql.to_owned()))
         .fetch_optional(&pool)
@@ -196,7 +216,7 @@ async fn sql_check(check: &CheckConfig, target: &Target, timeout: Duration) -> O
     let sql = check.sql.as_deref().unwrap_or_default();
     let value = match target {
         Target::Postgres { connection, .. } => connection.scalar(sql, timeout).await.map_err(|err| err.to_string()),
-        Target::Sqlite { path } => sqlite_scalar(path, sql, false).await,
+        Target::Sqlite { path, jail } => sqlite_cli::scalar(jail, path, sql, timeout).await,
         Target::Files { .. } => return fail("an sql check needs a database asset"),
     };
     match value {
@@ -228,7 +248,7 @@ async fn count_rows(target: &Target, table: &str, timeout: Duration) -> Result<i
     let sql = format!("select count(*) from {}", psql::quote_identifier(table));
     let value = match target {
         Target::Postgres { connection, .. } => connection.scalar(&sql, timeout).await.map_err(|err| err.to_string())?,
-        Target::Sqlite { path } => sqlite_scalar(path, &sql, false).await?,
+        Target::Sqlite { path, jail } => sqlite_cli::scalar(jail, path, &sql, timeout).await?,
         Target::Files { .. } => return Err("not a database".into()),
     };
     value
@@ -240,7 +260,7 @@ async fn count_production_rows(production: &Production, table: &str, timeout: Du
     let sql = format!("select count(*) from {}", psql::quote_identifier(table));
     let value = match production {
         Production::Postgres(connection) => connection.scalar(&sql, timeout).await.map_err(|err| err.to_string())?,
-        Production::Sqlite(path) => sqlite_scalar(path, &sql, true).await?,
+        Production::Sqlite(path) => production_sqlite_scalar(path, &sql).await?,
     };
     value
         .and_then(|value| value.parse().ok())
@@ -318,8 +338,8 @@ union all select 'column ' || m.name || '.' || p.name || ' ' || lower(p.type) fr
  join pragma_table_info(m.name) p where m.type = 'table' and m.name not like 'sqlite_%' \
 union all select 'index ' || name from sqlite_master where type = 'index' and name not like 'sqlite_%'";
 
-async fn sqlite_lines(path: &Path, sql: &'static str, read_only: bool) -> Result<BTreeSet<String>, String> {
-    let pool = sqlite_pool(path, read_only).await.map_err(|err| err.to_string())?;
+async fn production_sqlite_lines(path: &Path, sql: &'static str) -> Result<BTreeSet<String>, String> {
+    let pool = sqlite_pool(path, true).await.map_err(|err| err.to_string())?;
     let rows = sqlx::query(sql).fetch_all(&pool).await.map_err(|err| err.to_string())?;
     pool.close().await;
     Ok(rows.iter().filter_map(|row| row.try_get::<String, _>(0).ok()).collect())
@@ -335,7 +355,11 @@ pub async fn restored_schema(target: &Target, timeout: Duration) -> Result<BTree
             .into_iter()
             .filter_map(|row| row.into_iter().next())
             .collect()),
-        Target::Sqlite { path } => sqlite_lines(path, SQLITE_SCHEMA_SQL, false).await,
+        Target::Sqlite { path, jail } => Ok(sqlite_cli::query(jail, path, SQLITE_SCHEMA_SQL, timeout)
+            .await?
+            .into_iter()
+            .filter_map(|row| row.into_iter().next())
+            .collect()),
         Target::Files { .. } => Err("not a database".into()),
     }
 }
@@ -350,7 +374,7 @@ pub async fn production_schema(production: &Production, timeout: Duration) -> Re
             .into_iter()
             .filter_map(|row| row.into_iter().next())
             .collect()),
-        Production::Sqlite(path) => sqlite_lines(path, SQLITE_SCHEMA_SQL, true).await,
+        Production::Sqlite(path) => production_sqlite_lines(path, SQLITE_SCHEMA_SQL).await,
     }
 }
 
@@ -397,23 +421,10 @@ async fn transaction_check(check: &CheckConfig, target: &Target, timeout: Durati
             Ok(()) => (true, "the workflow committed".into(), vec![]),
             Err(err) => fail(format!("the workflow failed: {err}")),
         },
-        Target::Sqlite { path } => {
-            let run = async {
-                let pool = sqlite_pool(path, false).await.map_err(|err| err.to_string())?;
-                let mut tx = pool.begin().await.map_err(|err| err.to_string())?;
-                sqlx::raw_sql(sqlx::AssertSqlSafe(script.to_owned()))
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(|err| err.to_string())?;
-                tx.commit().await.map_err(|err| err.to_string())?;
-                pool.close().await;
-                Ok::<_, String>(())
-            };
-            match run.await {
-                Ok(()) => (true, "the workflow committed".into(), vec![]),
-                Err(err) => fail(format!("the workflow failed: {err}")),
-            }
-        }
+        Target::Sqlite { path, jail } => match sqlite_cli::script(jail, path, script, timeout).await {
+            Ok(()) => (true, "the workflow committed".into(), vec![]),
+            Err(err) => fail(format!("the workflow failed: {err}")),
+        },
         Target::Files { .. } => fail("a transaction check needs a database asset"),
     }
 }
@@ -421,8 +432,12 @@ async fn transaction_check(check: &CheckConfig, target: &Target, timeout: Durati
 /// Environment for commands and services run against the sandbox.
 pub fn sandbox_env(target: &Target) -> Vec<(String, String)> {
     match target {
-        Target::Postgres { connection, .. } => vec![("SANDBOX_DATABASE_URL".into(), connection.url.clone())],
-        Target::Sqlite { path } => vec![
+        Target::Postgres { connection, url, .. } => {
+            let mut env = connection.env().to_vec();
+            env.push(("SANDBOX_DATABASE_URL".into(), url.clone()));
+            env
+        }
+        Target::Sqlite { path, .. } => vec![
             ("SANDBOX_DATABASE_URL".into(), format!("sqlite://{}", path.display())),
             ("SANDBOX_PATH".into(), path.display().to_string()),
         ],
@@ -430,13 +445,35 @@ pub fn sandbox_env(target: &Target) -> Vec<(String, String)> {
     }
 }
 
+/// The jail for the operator's own program: the sandbox's, real shells, and the paths the check
+/// names, read-only.
+pub fn operator_jail(check: &CheckConfig, target: &Target) -> Jail {
+    check
+        .paths
+        .iter()
+        .fold(target.jail().clone().shells(Shells::Real), |jail, path| {
+            jail.readable(path, std::path::Path::new(path))
+        })
+}
+
 async fn command_check(check: &CheckConfig, target: &Target, timeout: Duration) -> Outcome {
     let command_line = check.command.as_deref().unwrap_or_default();
-    let mut command = tokio::process::Command::new("sh");
-    command.arg("-c").arg(command_line).envs(sandbox_env(target));
-    match psql::run(command, "command", timeout).await {
-        Ok(_) => (true, "exited 0".into(), vec![]),
-        Err(err) => fail(format!("{command_line:?} failed: {err}")),
+    // The operator's own command: real shells, and no process of it counts as a stray.
+    let output = operator_jail(check, target)
+        .command("sh")
+        .arg("-c")
+        .arg(command_line)
+        .envs(sandbox_env(target))
+        .output(timeout)
+        .await;
+    match output {
+        Ok(output) if output.success() => (true, "exited 0".into(), vec![]),
+        Ok(output) => fail(format!(
+            "{command_line:?} failed ({}): {}",
+            output.status,
+            psql::first_error_line(&output.stderr, "the command")
+        )),
+        Err(err) => fail(format!("{command_line:?} could not run: {err}")),
     }
 }
 
@@ -445,50 +482,65 @@ async fn integrity_check(target: &Target, timeout: Duration) -> Outcome {
         Target::Postgres {
             bin_dir,
             database,
-            port,
-            socket_dir,
             connection,
+            jail,
+            ..
         } => {
-            let mut command = tokio::process::Command::new(bin_dir.join("pg_amcheck"));
-            command
+            let output = jail
+                .clone()
+                .allow(&["pg_amcheck"])
+                .command(bin_dir.join("pg_amcheck"))
                 .args(["--install-missing", "--heapallindexed", "--no-dependent-indexes"])
-                .arg("-h")
-                .arg(socket_dir)
-                .arg("-p")
-                .arg(port.to_string())
                 .arg("-d")
                 .arg(database)
-                .env("PGDATABASE", database)
-                .envs(password_env(&connection.url));
-            match psql::run(command, "pg_amcheck", timeout).await {
-                Ok(_) => (true, "pg_amcheck found no corruption".into(), vec![]),
-                Err(err) => fail(format!("pg_amcheck: {err}")),
+                .envs(connection.env().iter().cloned())
+                .output(timeout)
+                .await;
+            match output {
+                Ok(output) if output.success() => (true, "pg_amcheck found no corruption".into(), vec![]),
+                Ok(output) => fail(format!(
+                    "pg_amcheck: {}",
+                    psql::first_error_line(&output.stderr, "pg_amcheck")
+                )),
+                Err(err) => fail(format!("pg_amcheck could not run: {err}")),
             }
         }
-        Target::Sqlite { path } => match sqlite_scalar(path, "PRAGMA integrity_check", false).await {
-            Ok(Some(value)) if value == "ok" => (true, "PRAGMA integrity_check: ok".into(), vec![]),
-            Ok(value) => fail(format!("PRAGMA integrity_check: {}", value.unwrap_or_default())),
-            Err(err) => fail(format!("PRAGMA integrity_check failed: {err}")),
-        },
+        Target::Sqlite { path, jail } => {
+            match sqlite_cli::scalar(jail, path, "PRAGMA integrity_check", timeout).await {
+                Ok(Some(value)) if value == "ok" => (true, "PRAGMA integrity_check: ok".into(), vec![]),
+                Ok(value) => fail(format!("PRAGMA integrity_check: {}", value.unwrap_or_default())),
+                Err(err) => fail(format!("PRAGMA integrity_check failed: {err}")),
+            }
+        }
         Target::Files {
             restic: Some(repository),
+            jail,
             ..
         } => {
             // Reads a tenth of the pack files back and checks their hashes, plus the structure.
-            let mut command = tokio::process::Command::new("restic");
-            command
+            let output = jail
+                .clone()
+                .readable(&repository.path, &repository.path)
+                .allow(&["restic"])
+                .command("restic")
                 .arg("--repo")
                 .arg(&repository.path)
                 .args(["--no-cache", "--no-lock", "check", "--read-data-subset=10%"])
-                .env_remove("RESTIC_PASSWORD_FILE")
-                .env_remove("RESTIC_PASSWORD_COMMAND")
-                .env("RESTIC_PASSWORD", repository.password.as_deref().unwrap_or_default());
-            match psql::run(command, "restic", timeout).await {
-                Ok(_) => (true, "restic check --read-data-subset=10%: no errors".into(), vec![]),
-                Err(err) => fail(format!("restic check: {err}")),
+                .env("RESTIC_PASSWORD", repository.password.as_deref().unwrap_or_default())
+                .output(timeout)
+                .await;
+            match output {
+                Ok(output) if output.success() => {
+                    (true, "restic check --read-data-subset=10%: no errors".into(), vec![])
+                }
+                Ok(output) => fail(format!(
+                    "restic check: {}",
+                    psql::first_error_line(&output.stderr, "restic")
+                )),
+                Err(err) => fail(format!("restic check could not run: {err}")),
             }
         }
-        Target::Files { dir, restic: None } => match std::fs::read_dir(dir) {
+        Target::Files { dir, restic: None, .. } => match std::fs::read_dir(dir) {
             Ok(entries) => {
                 if entries.count() > 0 {
                     (true, "restored files are readable".into(), vec![])
@@ -499,21 +551,6 @@ async fn integrity_check(target: &Target, timeout: Duration) -> Outcome {
             Err(err) => fail(format!("cannot read restored files: {err}")),
         },
     }
-}
-
-/// `PGUSER`/`PGPASSWORD` for tools that take separate connection options, from a sandbox URL.
-fn password_env(url: &str) -> Vec<(String, String)> {
-    let Some(rest) = url.strip_prefix("postgres://") else {
-        return vec![];
-    };
-    let Some((credentials, _)) = rest.split_once('@') else {
-        return vec![];
-    };
-    let (user, password) = credentials.split_once(':').unwrap_or((credentials, ""));
-    vec![
-        ("PGUSER".into(), user.to_owned()),
-        ("PGPASSWORD".into(), password.to_owned()),
-    ]
 }
 
 #[cfg(test)]

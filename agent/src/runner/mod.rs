@@ -8,6 +8,9 @@
 //! # Layout
 //!
 //! - [`psql`]: SQL through the real `psql` client; read-only production connections.
+//! - [`plain_dump`]: plain SQL dumps fed to a `psql` that runs none of their meta-commands.
+//! - [`runbook`]: quoting for runbook lines.
+//! - [`sqlite_cli`]: SQL on a restored SQLite file through the jailed `sqlite3` shell.
 //! - [`restore`]: restores per backup format, with their runbooks.
 //! - [`restore_basebackup`]: base backups, verified and started in a sandbox.
 //! - [`restore_restic`]: restic snapshots into a files sandbox.
@@ -16,12 +19,15 @@
 //! - [`report`]: findings, verdicts and the `check` output.
 
 pub mod checks;
+pub mod plain_dump;
 pub mod psql;
 pub mod report;
 pub mod restore;
 pub mod restore_basebackup;
 pub mod restore_restic;
+pub mod runbook;
 pub mod service;
+pub mod sqlite_cli;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -209,9 +215,10 @@ impl Runner {
         let mut runs = Vec::new();
         for candidate in candidates.iter().skip(picked).take(1 + MAX_WALK_BACK) {
             let run = self.attempt(asset, test, candidate, started).await;
-            let restored = run.restored;
+            // An older backup restores no better on an agent that cannot restore.
+            let stop = run.restored || run.agent_problem;
             runs.push(run);
-            if restored {
+            if stop {
                 break;
             }
         }
@@ -352,7 +359,7 @@ impl Runner {
                 let major = match major {
                     Ok(major) => major,
                     Err(err) => {
-                        run.fail_restore(err.to_string());
+                        run.fail_agent(err.to_string());
                         return run;
                     }
                 };
@@ -364,19 +371,21 @@ impl Runner {
                 let mut sandbox = match created {
                     Ok(sandbox) => sandbox,
                     Err(err) => {
-                        run.fail_restore(format!("cannot create a PostgreSQL {major} sandbox: {err}"));
+                        run.fail_sandbox(format!("cannot create a PostgreSQL {major} sandbox: {err}"), &err);
                         return run;
                     }
                 };
+                let mut signs = Vec::new();
                 let (restored, database) = if base_backup {
                     let url = asset.url.as_ref().map(|url| url.value.as_str());
                     (
-                        restore_basebackup::restore_base_backup(&candidate.point, &mut sandbox, timeout).await,
+                        restore_basebackup::restore_base_backup(&candidate.point, &mut sandbox, timeout, &mut signs)
+                            .await,
                         restore_basebackup::database_of(url),
                     )
                 } else {
                     (
-                        restore::restore_postgres(&candidate.point, &sandbox, timeout).await,
+                        restore::restore_postgres(&candidate.point, &sandbox, timeout, &mut signs).await,
                         restore::RESTORED_DATABASE.to_owned(),
                     )
                 };
@@ -384,18 +393,24 @@ impl Runner {
                     Ok(runbook) => {
                         run.restored(runbook, restore_started.elapsed());
                         let target = Target::Postgres {
-                            connection: psql::Connection::sandbox(sandbox.bin_dir(), sandbox.url(&database)),
+                            connection: psql::Connection::sandbox(&sandbox, &database),
                             bin_dir: sandbox.bin_dir().to_owned(),
+                            url: format!(
+                                "postgresql://{}@/{database}?host={}&port={}",
+                                sandbox.user(),
+                                sandbox.socket_dir().display(),
+                                sandbox.port()
+                            ),
                             database,
-                            port: sandbox.port(),
-                            socket_dir: sandbox.socket_dir().to_owned(),
+                            jail: sandbox.client_jail(),
                         };
                         run.data_age_seconds = data_age(asset, &target, timeout).await;
                         self.run_checks(&mut run, test, &target, production.as_ref(), timeout, restore_started)
                             .await;
                     }
-                    Err(err) => run.fail_restore(err.to_string()),
+                    Err(err) => run.fail_restore_error(&err),
                 }
+                run.record_hostility(signs, sandbox.sandbox().strays());
                 let failed = run.outcome != Outcome::Passed;
                 run.sandbox_kept = kept(sandbox.cleanup(failed, keep).await);
             }
@@ -408,10 +423,12 @@ impl Runner {
                 let sandbox = match self.sandboxes.create_dir(run_id, kind) {
                     Ok(sandbox) => sandbox,
                     Err(err) => {
-                        run.fail_restore(format!("cannot create a sandbox: {err}"));
+                        run.fail_sandbox(format!("cannot create a sandbox: {err}"), &err);
                         return run;
                     }
                 };
+                let mut signs = Vec::new();
+                let jail = sandbox.sandbox().jail();
                 let restored = if candidate.point.format == BackupFormat::ResticSnapshot {
                     let password = self
                         .config
@@ -423,23 +440,41 @@ impl Runner {
                         path: candidate.point.path.clone(),
                         password: password.clone(),
                     };
-                    restore_restic::restore_restic(&candidate.point, password.as_deref(), &sandbox, timeout)
+                    restore_restic::restore_restic(&candidate.point, password.as_deref(), &sandbox, timeout, &mut signs)
                         .await
                         .map(|(runbook, dir)| {
                             let target = Target::Files {
                                 dir,
                                 restic: Some(repository),
+                                jail: jail.clone(),
                             };
                             (runbook, target)
                         })
                 } else if asset.kind == AssetKind::Sqlite {
-                    restore::restore_sqlite(&candidate.point, &sandbox)
+                    restore::restore_sqlite(&candidate.point, &sandbox, timeout)
                         .await
-                        .map(|(runbook, path)| (runbook, Target::Sqlite { path }))
+                        .map(|(runbook, path)| {
+                            (
+                                runbook,
+                                Target::Sqlite {
+                                    path,
+                                    jail: jail.clone(),
+                                },
+                            )
+                        })
                 } else {
-                    restore::restore_files(&candidate.point, &sandbox, timeout)
+                    restore::restore_files(&candidate.point, &sandbox, timeout, &mut signs)
                         .await
-                        .map(|(runbook, dir)| (runbook, Target::Files { dir, restic: None }))
+                        .map(|(runbook, dir)| {
+                            (
+                                runbook,
+                                Target::Files {
+                                    dir,
+                                    restic: None,
+                                    jail: jail.clone(),
+                                },
+                            )
+                        })
                 };
                 match restored {
                     Ok((runbook, target)) => {
@@ -454,8 +489,9 @@ impl Runner {
                                 .await;
                         }
                     }
-                    Err(err) => run.fail_restore(err.to_string()),
+                    Err(err) => run.fail_restore_error(&err),
                 }
+                run.record_hostility(signs, sandbox.sandbox().strays());
                 let failed = run.outcome != Outcome::Passed;
                 run.sandbox_kept = kept(sandbox.cleanup(failed, keep).await);
             }
@@ -568,6 +604,7 @@ async fn sqlite_unreadable(target: &Target) -> Option<String> {
         integrity: None,
         min: None,
         max: None,
+        paths: Vec::new(),
     };
     let report = checks::run(&check, target, None, Duration::from_secs(60)).await;
     (!report.passed).then(|| format!("not a readable SQLite database: {}", report.message))

@@ -43,6 +43,14 @@ pub struct RunReport {
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sandbox_kept: Option<String>,
+    /// Signs that the backup was tampered with: programs the jail saw that the restore did not
+    /// start, content no backup needs (`restore.hostile`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub hostile: Vec<String>,
+    /// Whether the attempt failed because of the agent's set-up, not the backup
+    /// (`agent.misconfigured`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub agent_problem: bool,
     pub started_at: DateTime<Utc>,
     pub finished_at: DateTime<Utc>,
 }
@@ -67,6 +75,8 @@ impl RunReport {
             runbook: Vec::new(),
             error: None,
             sandbox_kept: None,
+            hostile: Vec::new(),
+            agent_problem: false,
             started_at: now,
             finished_at: now,
         }
@@ -77,6 +87,43 @@ impl RunReport {
         self.outcome = Outcome::Failed;
         self.restored = false;
         self.error = Some(error);
+    }
+
+    /// Records a restore that failed, telling the agent's set-up from the backup.
+    pub fn fail_restore_error(&mut self, error: &crate::runner::restore::RestoreError) {
+        self.fail_restore(error.to_string());
+        self.agent_problem = error.is_agent_problem();
+    }
+
+    /// Records a sandbox that could not be made.
+    pub fn fail_sandbox(&mut self, message: String, error: &crate::sandbox::SandboxError) {
+        self.fail_restore(message);
+        self.agent_problem = error.is_agent_problem();
+    }
+
+    /// Records a failure of the agent's set-up (no backup was tried).
+    pub fn fail_agent(&mut self, message: String) {
+        self.fail_restore(message);
+        self.agent_problem = true;
+    }
+
+    /// Records the signs of tampering of this attempt and the programs its jails saw; any makes
+    /// the attempt fail, whatever its checks said.
+    pub fn record_hostility(&mut self, signs: Vec<String>, strays: Vec<crate::jail::Stray>) {
+        self.hostile.extend(signs);
+        self.hostile.extend(strays.into_iter().map(|stray| {
+            format!(
+                "it started a program the sandbox did not start (`{}`), killed with the jail",
+                if stray.command_line.is_empty() {
+                    stray.name
+                } else {
+                    stray.command_line
+                }
+            )
+        }));
+        if !self.hostile.is_empty() {
+            self.outcome = Outcome::Failed;
+        }
     }
 
     /// Records a successful restore.
@@ -226,7 +273,11 @@ pub fn judge(
 
     let good = runs.iter().find(|run| run.restored);
     let first = runs.first();
-    if let Some(first) = first.filter(|run| !run.restored && run.outcome != Outcome::TimedOut) {
+    findings.extend(hostile_findings(&name, &runs));
+    if let Some(first) = first.filter(|run| run.agent_problem) {
+        findings.push(agent_misconfigured(&name, first));
+    }
+    if let Some(first) = first.filter(|run| !run.restored && run.outcome != Outcome::TimedOut && !run.agent_problem) {
         let newest_that_restores = good.map(|run| (run.recovery_point.clone(), run.recovery_point_created_at));
         let good_within_rpo = good.is_some_and(|run| (run.recovery_point_age_seconds as f64) <= rpo);
         let tail = match &newest_that_restores {
@@ -411,6 +462,46 @@ pub fn judge(
         findings,
         runs,
     }
+}
+
+/// `restore.hostile` for every attempt whose jail saw what a backup should never do.
+fn hostile_findings(name: &str, runs: &[RunReport]) -> Vec<Finding> {
+    runs.iter()
+        .filter(|run| !run.hostile.is_empty())
+        .map(|run| {
+            Finding::new(
+                FindingKind::RestoreHostile,
+                name,
+                format!(
+                    "Restoring {}/{} showed signs of tampering: {}. Treat this backup as tampered.",
+                    run.backup,
+                    run.recovery_point,
+                    run.hostile.join("; ")
+                ),
+            )
+            .with_evidence(json!({"backup": run.backup, "recovery_point": run.recovery_point, "signs": run.hostile}))
+            .with_remediation(format!(
+                "Do not restore {}/{} anywhere outside a sandbox. Find out who could write to {}: compare the                  backup with its job's logs and checksums, rotate the credentials that reach it, and restore from                  an older point that tests clean.",
+                run.backup, run.recovery_point, run.backup
+            ))
+        })
+        .collect()
+}
+
+/// `agent.misconfigured`: no backup was judged, because the agent could not restore at all.
+fn agent_misconfigured(name: &str, run: &RunReport) -> Finding {
+    let error = run.error.as_deref().unwrap_or("unknown error");
+    Finding::new(
+        FindingKind::AgentMisconfigured,
+        name,
+        format!(
+            "The agent could not restore {name}: {error}. This is the agent's set-up, not the backup; no backup was judged."
+        ),
+    )
+    .with_evidence(json!({"backup": run.backup, "recovery_point": run.recovery_point, "error": error}))
+    .with_remediation(
+        "Fix the agent's machine as the message says (`lifeboat-agent doctor` checks every prerequisite), then run the test again.",
+    )
 }
 
 /// Why a source is inside the blast radius, in a few words.

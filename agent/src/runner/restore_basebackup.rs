@@ -15,43 +15,62 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use tokio::process::Command;
-
 use crate::backups::{BackupFormat, RecoveryPoint};
-use crate::runner::psql;
-use crate::runner::restore::RestoreError;
+use crate::jail::{Jail, Shells};
+use crate::runner::restore::{RestoreError, grant_dir, reading_result, tool_result};
+use crate::runner::runbook;
 use crate::sandbox::PostgresSandbox;
 
 /// The database checks run against when the asset's URL names none.
 pub const DEFAULT_DATABASE: &str = "postgres";
+/// The processes of the copy and verification steps, and the decompressors `tar` runs.
+const STEP_PROCESSES: &[&str] = &[
+    "cp",
+    "tar",
+    "mkdir",
+    "pg_verifybackup",
+    "pg_waldump",
+    "gzip",
+    "lz4",
+    "zstd",
+    "sh",
+];
 
 /// Restores the base backup `point` into the stopped `sandbox` and starts it; returns the
-/// runbook lines.
+/// runbook lines. Signs of tampering (settings that load libraries from outside the installation)
+/// go to `signs`.
 pub async fn restore_base_backup(
     point: &RecoveryPoint,
     sandbox: &mut PostgresSandbox,
     timeout: Duration,
+    signs: &mut Vec<String>,
 ) -> Result<Vec<String>, RestoreError> {
     let bin = sandbox.bin_dir().to_owned();
     let data = sandbox.data_dir().to_owned();
-    let source = shell_quote(&point.path);
+    let source = runbook::quote(&point.path);
     let verify = bin.join("pg_verifybackup");
+    let jail = sandbox
+        .sandbox()
+        .jail()
+        .readable(&point.path, &grant_dir(point))
+        .shells(Shells::Real)
+        .allow(STEP_PROCESSES);
     let mut runbook = Vec::new();
     match point.format {
         BackupFormat::PgBaseBackupPlain => {
             runbook.push(format!("{} {source}", verify.display()));
-            let mut command = Command::new(&verify);
-            command.arg(&point.path).kill_on_drop(true);
-            run(command, "pg_verifybackup", timeout).await?;
+            let output = jail.command(&verify).arg(&point.path).output(timeout).await?;
+            reading_result(output, "pg_verifybackup", sandbox.sandbox().jail_user(), point)?;
             refuse_tablespaces(&point.path)?;
-            runbook.push(format!("cp -a {source}/. \"$SANDBOX/data\""));
-            let mut command = Command::new("cp");
-            command
+            runbook.push(format!("cp -a {source}/. \"$PGDATA\""));
+            let output = jail
+                .command("cp")
                 .arg("-a")
                 .arg(format!("{}/.", point.path.display()))
                 .arg(&data)
-                .kill_on_drop(true);
-            run(command, "cp", timeout).await?;
+                .output(timeout)
+                .await?;
+            tool_result(output, "cp")?;
         }
         BackupFormat::PgBaseBackupTar => {
             let base = find_tar(&point.path, "base")
@@ -71,44 +90,47 @@ pub async fn restore_base_backup(
                 )));
             }
             // GNU tar recognises gzip, lz4 and zstd by content.
-            runbook.push(format!("tar -xf {} -C \"$SANDBOX/data\"", shell_quote(&base)));
-            extract(&base, &data, timeout).await?;
+            runbook.push(format!("tar -xf {} -C \"$PGDATA\"", runbook::quote(&base)));
+            let user = sandbox.sandbox().jail_user().clone();
+            extract(&jail, &base, &data, timeout)
+                .await
+                .map_err(|err| unreadable_or(err, &user, point))?;
             if let Some(wal) = find_tar(&point.path, "pg_wal") {
                 let wal_dir = data.join("pg_wal");
-                runbook.push(format!("tar -xf {} -C \"$SANDBOX/data/pg_wal\"", shell_quote(&wal)));
-                tokio::fs::create_dir_all(&wal_dir)
-                    .await
-                    .map_err(|err| RestoreError::Sandbox(err.to_string()))?;
-                extract(&wal, &wal_dir, timeout).await?;
+                runbook.push(format!("tar -xf {} -C \"$PGDATA/pg_wal\"", runbook::quote(&wal)));
+                let output = jail.command("mkdir").arg("-p").arg(&wal_dir).output(timeout).await?;
+                tool_result(output, "mkdir")?;
+                extract(&jail, &wal, &wal_dir, timeout).await?;
             }
             runbook.push(format!(
-                "{} -m {} \"$SANDBOX/data\"",
+                "{} -m {} \"$PGDATA\"",
                 verify.display(),
-                shell_quote(&manifest)
+                runbook::quote(&manifest)
             ));
-            let mut command = Command::new(&verify);
-            command.arg("-m").arg(&manifest).arg(&data).kill_on_drop(true);
-            run(command, "pg_verifybackup", timeout).await?;
+            let output = jail
+                .command(&verify)
+                .arg("-m")
+                .arg(&manifest)
+                .arg(&data)
+                .output(timeout)
+                .await?;
+            tool_result(output, "pg_verifybackup")?;
         }
         other => return Err(RestoreError::Unsupported(format!("{other:?}"))),
     }
     runbook.extend([
-        "rm -f \"$SANDBOX/data/postmaster.pid\" \"$SANDBOX/data/standby.signal\" \"$SANDBOX/data/recovery.signal\"".to_owned(),
-        "printf 'local all lifeboat_sandbox scram-sha-256\\nhost all lifeboat_sandbox 127.0.0.1/32 scram-sha-256\\n' > \"$SANDBOX/data/pg_hba.conf\"".to_owned(),
-        "chown -R postgres: \"$SANDBOX/data\" && chmod 700 \"$SANDBOX/data\"".to_owned(),
-        format!(
-            "echo \"CREATE ROLE lifeboat_sandbox SUPERUSER LOGIN PASSWORD '${{PGPASSWORD}}';\" | {}/postgres --single -D \"$SANDBOX/data\" -c archive_mode=off postgres",
-            bin.display()
-        ),
-        format!(
-            "{}/pg_ctl -D \"$SANDBOX/data\" -o \"-c listen_addresses=127.0.0.1 -c port=$PGPORT -c unix_socket_directories=$SANDBOX -c fsync=off -c archive_mode=off -c hba_file=$SANDBOX/data/pg_hba.conf\" -w start",
-            bin.display()
-        ),
+        "rm -f \"$PGDATA/postmaster.pid\" \"$PGDATA/standby.signal\" \"$PGDATA/recovery.signal\"".to_owned(),
+        "chown -R postgres: \"$PGDATA\" && chmod 700 \"$PGDATA\"".to_owned(),
+        format!("{}/pg_ctl -D \"$PGDATA\" -w start", bin.display()),
     ]);
-    tokio::time::timeout(timeout, sandbox.start_restored())
+    let started = tokio::time::timeout(timeout, sandbox.start_restored())
         .await
-        .map_err(|_| RestoreError::Tool(format!("the restored server did not start within {timeout:?}")))?
-        .map_err(|err| RestoreError::Tool(format!("the restored server does not start: {err}")))?;
+        .map_err(|_| RestoreError::Tool(format!("the restored server did not start within {timeout:?}")))?;
+    match started {
+        Ok(found) => signs.extend(found),
+        Err(err) if err.is_agent_problem() => return Err(RestoreError::Sandbox(err)),
+        Err(err) => return Err(RestoreError::Tool(format!("the restored server does not start: {err}"))),
+    }
     Ok(runbook)
 }
 
@@ -121,15 +143,28 @@ pub fn database_of(url: Option<&str>) -> String {
         .unwrap_or_else(|| DEFAULT_DATABASE.to_owned())
 }
 
-/// Runs a tool; its failure is the restore's failure, in the tool's own words.
-async fn run(command: Command, program: &str, timeout: Duration) -> Result<String, RestoreError> {
-    psql::run(command, program, timeout).await.map_err(RestoreError::from)
+/// A failed step on `point` is the agent's set-up when the sandbox user may not read the point.
+fn unreadable_or(err: RestoreError, user: &crate::jail::JailUser, point: &RecoveryPoint) -> RestoreError {
+    match err {
+        RestoreError::Tool(text)
+            if text.to_ascii_lowercase().contains("permission denied") && !user.may_read_tree(&point.path) =>
+        {
+            RestoreError::Jail(user.unreadable(&point.path, &grant_dir(point)))
+        }
+        other => other,
+    }
 }
 
-async fn extract(archive: &Path, into: &Path, timeout: Duration) -> Result<(), RestoreError> {
-    let mut command = Command::new("tar");
-    command.arg("-xf").arg(archive).arg("-C").arg(into).kill_on_drop(true);
-    run(command, "tar", timeout).await.map(|_| ())
+async fn extract(jail: &Jail, archive: &Path, into: &Path, timeout: Duration) -> Result<(), RestoreError> {
+    let output = jail
+        .command("tar")
+        .arg("-xf")
+        .arg(archive)
+        .arg("-C")
+        .arg(into)
+        .output(timeout)
+        .await?;
+    tool_result(output, "tar").map(|_| ())
 }
 
 /// `<stem>.tar`, `.tar.gz`, `.tgz`, `.tar.lz4` or `.tar.zst` in `dir`.
@@ -165,15 +200,6 @@ fn refuse_tablespaces(backup: &Path) -> Result<(), RestoreError> {
         )));
     }
     Ok(())
-}
-
-fn shell_quote(path: &Path) -> String {
-    let text = path.display().to_string();
-    if text.chars().all(|c| c.is_ascii_alphanumeric() || "/._-".contains(c)) {
-        text
-    } else {
-        format!("'{}'", text.replace('\'', "'\\''"))
-    }
 }
 
 #[cfg(test)]

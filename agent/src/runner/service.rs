@@ -1,43 +1,122 @@
 //! The `service` + `http` check: start the operator's application against the sandbox
 //! (`SANDBOX_DATABASE_URL`), wait until it answers, assert the HTTP status (and body), stop it.
 //!
-//! `{port}` in `service` and `http` is replaced by a free loopback port. The application runs in
-//! its own process group, which is killed afterwards whatever happened.
+//! The application reads restored data, so it runs in the sandbox's jail, whose network is a
+//! loopback of its own: the agent cannot reach it there, so the HTTP probe runs in the jail too.
+//! The jail's program is this very executable's hidden `service-probe` command ([`probe`]): it
+//! starts the service, polls the URL, prints its verdict as one JSON line and exits, and the
+//! jail, with the service in it, dies. `{port}` in `service` and `http` is replaced by a port of
+//! that private loopback.
 
 use std::time::{Duration, Instant};
 
+use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::config::CheckConfig;
 use crate::runner::checks::{Target, sandbox_env};
 
+/// The port the service gets inside its jail (nothing else listens there).
+const SERVICE_PORT: u16 = 8080;
+/// Longest wait for the service to answer.
+const MAX_WAIT: Duration = Duration::from_secs(120);
+
+/// What the probe asks and answers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+pub struct ProbeVerdict {
+    pub passed: bool,
+    pub message: String,
+}
+
+/// The probe's instructions, given to it as arguments.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProbeArgs {
+    /// The URL to GET.
+    #[arg(long)]
+    pub url: String,
+    /// The status it must answer.
+    #[arg(long, default_value_t = 200)]
+    pub expect_status: u16,
+    /// Text the body must contain.
+    #[arg(long)]
+    pub expect_body: Option<String>,
+    /// Longest wait for an answer, in seconds.
+    #[arg(long, default_value_t = 120)]
+    pub wait_seconds: u64,
+    /// The service to start (`sh -c`), if any.
+    #[arg(long)]
+    pub service: Option<String>,
+}
+
 /// Runs a service check; returns (passed, message, drift).
 pub async fn check(check: &CheckConfig, target: &Target, timeout: Duration) -> (bool, String, Vec<String>) {
-    let port = match std::net::TcpListener::bind("127.0.0.1:0").and_then(|listener| listener.local_addr()) {
-        Ok(address) => address.port(),
-        Err(err) => return (false, format!("no free port: {err}"), vec![]),
-    };
-    let Some(url) = check
-        .http
-        .as_deref()
-        .map(|url| url.replace("{port}", &port.to_string()))
-    else {
+    let port = SERVICE_PORT.to_string();
+    let Some(url) = check.http.as_deref().map(|url| url.replace("{port}", &port)) else {
         return (
             false,
             "a service check needs http = \"http://127.0.0.1:{port}/...\"".into(),
             vec![],
         );
     };
-    let expect_status = check.expect_status.unwrap_or(200);
-    let mut child = None;
+    let jail = crate::runner::checks::operator_jail(check, target);
+    let Some(agent) = jail.agent_executable() else {
+        return (
+            false,
+            "a service check runs its probe in the sandbox's jail, from the lifeboat-agent executable, which the sandbox user cannot read: install the agent where every user can run it (e.g. /usr/bin)".into(),
+            vec![],
+        );
+    };
+    let wait = timeout.min(MAX_WAIT);
+    let mut command = jail
+        .readable_unchecked(&agent)
+        .command(&agent)
+        .arg("service-probe")
+        .arg("--url")
+        .arg(&url)
+        .arg("--expect-status")
+        .arg(check.expect_status.unwrap_or(200).to_string())
+        .arg("--wait-seconds")
+        .arg(wait.as_secs().max(1).to_string())
+        .envs(sandbox_env(target))
+        .env("PORT", port.clone());
+    if let Some(body) = &check.expect_body {
+        command = command.arg("--expect-body").arg(body);
+    }
     if let Some(service) = &check.service {
+        command = command.arg("--service").arg(service.replace("{port}", &port));
+    }
+    match command.output(wait + Duration::from_secs(10)).await {
+        Ok(output) => match output
+            .stdout
+            .lines()
+            .rev()
+            .find_map(|line| serde_json::from_str::<ProbeVerdict>(line).ok())
+        {
+            Some(verdict) => (verdict.passed, verdict.message, vec![]),
+            None => (
+                false,
+                format!(
+                    "the service probe gave no verdict ({}): {}",
+                    output.status,
+                    output.stderr.lines().last().unwrap_or_default()
+                ),
+                vec![],
+            ),
+        },
+        Err(err) => (false, format!("the service check could not run: {err}"), vec![]),
+    }
+}
+
+/// The probe, inside the jail: starts the service, waits for the URL to answer, prints the
+/// verdict as one JSON line on stdout, stops the service.
+pub async fn probe(args: &ProbeArgs) -> ProbeVerdict {
+    let mut child = None;
+    if let Some(service) = &args.service {
         let mut command = tokio::process::Command::new("sh");
         command
             .arg("-c")
-            .arg(service.replace("{port}", &port.to_string()))
-            .envs(sandbox_env(target))
-            .env("PORT", port.to_string())
+            .arg(service)
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
@@ -45,54 +124,65 @@ pub async fn check(check: &CheckConfig, target: &Target, timeout: Duration) -> (
             .kill_on_drop(true);
         match command.spawn() {
             Ok(spawned) => child = Some(spawned),
-            Err(err) => return (false, format!("cannot start {service:?}: {err}"), vec![]),
+            Err(err) => {
+                return ProbeVerdict {
+                    passed: false,
+                    message: format!("cannot start {service:?}: {err}"),
+                };
+            }
         }
     }
-    let deadline = Instant::now() + timeout.min(Duration::from_secs(120));
+    let verdict = wait_for_answer(args, child.as_mut()).await;
+    if let Some(mut child) = child {
+        if let Some(pid) = child.id().and_then(|pid| i32::try_from(pid).ok()) {
+            let _gone = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+        let _reaped = child.wait().await;
+    }
+    verdict
+}
+
+async fn wait_for_answer(args: &ProbeArgs, mut child: Option<&mut tokio::process::Child>) -> ProbeVerdict {
+    let verdict = |passed: bool, message: String| ProbeVerdict { passed, message };
+    let url = &args.url;
+    let deadline = Instant::now() + Duration::from_secs(args.wait_seconds);
     let mut last_error;
-    let outcome = loop {
-        if let Some(child) = child.as_mut()
+    loop {
+        if let Some(child) = child.as_deref_mut()
             && let Ok(Some(status)) = child.try_wait()
         {
             let mut stderr = String::new();
             if let Some(pipe) = child.stderr.as_mut() {
-                let _ = pipe.read_to_string(&mut stderr).await;
+                let _partial = pipe.read_to_string(&mut stderr).await;
             }
             let last_line = stderr.lines().last().unwrap_or("").to_owned();
-            break (
+            return verdict(
                 false,
                 format!("the service exited with {status} before answering: {last_line}"),
             );
         }
-        match get(&url).await {
+        match get(url).await {
             Ok((status, body)) => {
-                if status != expect_status {
-                    break (
+                if status != args.expect_status {
+                    return verdict(
                         false,
-                        format!("GET {url}: expected status {expect_status}, got {status}"),
+                        format!("GET {url}: expected status {}, got {status}", args.expect_status),
                     );
                 }
-                if let Some(expected) = &check.expect_body
+                if let Some(expected) = &args.expect_body
                     && !body.contains(expected.as_str())
                 {
-                    break (false, format!("GET {url}: the body does not contain {expected:?}"));
+                    return verdict(false, format!("GET {url}: the body does not contain {expected:?}"));
                 }
-                break (true, format!("GET {url} answered {status}"));
+                return verdict(true, format!("GET {url} answered {status}"));
             }
             Err(err) => last_error = err,
         }
         if Instant::now() >= deadline {
-            break (false, format!("GET {url} never answered: {last_error}"));
+            return verdict(false, format!("GET {url} never answered: {last_error}"));
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
-    };
-    if let Some(mut child) = child {
-        if let Some(pid) = child.id().and_then(|pid| i32::try_from(pid).ok()) {
-            let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
-        }
-        let _ = child.wait().await;
     }
-    (outcome.0, outcome.1, vec![])
 }
 
 /// A minimal HTTP/1.1 GET to a loopback URL; returns status and body.

@@ -27,7 +27,8 @@ use nix::sys::signal::Signal;
 use serde::Serialize;
 
 use super::marker::SandboxMarker;
-use super::{DATA_DIR, SandboxError, SandboxRoot, process};
+use super::{DATA_DIR, SandboxError, SandboxRoot};
+use crate::procfs as process;
 
 /// How old a directory without a marker must be before it is treated as a crash leftover.
 const UNMARKED_GRACE: TimeDelta = TimeDelta::hours(1);
@@ -102,6 +103,10 @@ pub fn sweep(root: &SandboxRoot, now: DateTime<Utc>) -> JanitorReport {
             }
         };
         let path = entry.path();
+        // The jails' own files (`.jail`) are not a sandbox.
+        if entry.file_name().as_encoded_bytes().starts_with(b".") {
+            continue;
+        }
         // `DirEntry::file_type` does not follow symlinks.
         let file_type = match entry.file_type() {
             Ok(file_type) => file_type,
@@ -186,8 +191,8 @@ mod tests {
     use lifeboat_shared::ids::RunId;
 
     use super::*;
+    use crate::procfs::ProcessIdentity;
     use crate::sandbox::DirKind;
-    use crate::sandbox::process::ProcessIdentity;
 
     fn work_dir() -> tempfile::TempDir {
         tempfile::Builder::new()
@@ -297,7 +302,10 @@ mod tests {
         let sandbox = root.create_postgres(RunId::new(), major).await.unwrap();
         let dir = sandbox.sandbox().dir().to_owned();
         let data_dir = sandbox.data_dir().to_owned();
-        let postmaster = process::postmaster_of(&data_dir).expect("a running postmaster");
+        let postmaster = process::processes_mentioning(&data_dir)
+            .into_iter()
+            .find(|found| process::read_stat(found.pid).is_ok_and(|stat| stat.name == "postgres"))
+            .expect("a running postmaster");
         set_owner(&dir, dead_owner());
         std::mem::forget(sandbox); // the agent was killed: no cleanup, no Drop
 

@@ -15,8 +15,8 @@ use lifeboat_shared::ids::RunId;
 use nix::fcntl::OFlag;
 use serde::{Deserialize, Serialize};
 
-use super::process::ProcessIdentity;
 use super::{SandboxError, SandboxKind};
+use crate::procfs::ProcessIdentity;
 
 /// Name of the marker file inside a sandbox directory.
 pub const MARKER_FILE: &str = "sandbox.json";

@@ -6,51 +6,58 @@
 //! requires a [`&PostgresSandbox`](PostgresSandbox) or a [`&DirSandbox`](DirSandbox). Those
 //! handles have private fields and are only made by [`SandboxRoot::create_postgres`] and
 //! [`SandboxRoot::create_dir`], which create a fresh directory for one run (creation fails if it
-//! already exists) and, for PostgreSQL, a fresh cluster on 127.0.0.1 and a Unix socket in that
-//! directory, with a random 32-character password. So the type system, not a convention, is what
-//! keeps a restore from pointing at production or at another run's sandbox.
+//! already exists) and, for PostgreSQL, a fresh cluster listening only on a Unix socket of its
+//! own, with a random 32-character password. So the type system, not a convention, is what keeps a
+//! restore from pointing at production or at another run's sandbox. Every process that touches a
+//! sandbox's content runs in a [`jail`](crate::jail) that sees that sandbox and nothing else.
 //!
 //! # On disk
 //!
 //! ```text
-//! <work_dir>/sandboxes/                      the SandboxRoot
-//!   <run_id>-<kind>/                         one sandbox (kind: postgres, sqlite, files)
+//! <work_dir>/sandboxes/                      the SandboxRoot (mode 0711: the sandbox user passes through)
+//!   .jail/passwd, .jail/group                the jails' /etc files (the sandbox user alone)
+//!   <run_id>-<kind>/                         one sandbox, owned by the agent (0711)
 //!     sandbox.json                           marker: run, owner pid + start time, keep_until
-//!     data/                                  what is restored (PostgreSQL: the data directory)
-//!     postgres.log, .s.PGSQL.<port>          PostgreSQL only
+//!     postgres.log                           PostgreSQL only: the server's output
+//!     data/                                  the sandbox user's (0700): what is restored
+//!     private/                               PostgreSQL only, the sandbox user's: initdb's password file
+//! <runtime>/<8 characters>/.s.PGSQL.5432     PostgreSQL only: the server's socket (see socket_dir)
 //! ```
+//!
+//! Only `data/` (and `private/`, and the socket directory) is ever bound into a jail: the marker
+//! and logs stay out of reach of what a restore runs, so a hostile backup cannot rewrite what the
+//! janitor reads. The agent writes into `data/` only by removing an entry and creating it anew
+//! (never through a link the restore may have planted).
 //!
 //! # Guaranteed cleanup
 //!
 //! - success or failure: the runner calls `cleanup`, which stops the server and removes the
 //!   directory (or keeps it, below);
 //! - timeout, cancellation (the run's future is dropped), early return, panic: the handle's `Drop`
-//!   stops the server and removes the directory synchronously;
-//! - the agent is killed (SIGKILL, power loss): [`janitor::sweep`] at the next start finds the
-//!   sandboxes whose owner process is gone, stops their servers and removes them. Should a
-//!   server survive all of that, PostgreSQL shuts itself down within a minute of its data
-//!   directory's lock file disappearing.
+//!   kills the jail and removes the directory synchronously;
+//! - the agent is killed (SIGKILL, power loss): every jail dies with it (bubblewrap's
+//!   `--die-with-parent`), and [`janitor::sweep`] at the next start removes the directories
+//!   whose owner process is gone.
 //!
 //! # Keep on failure
 //!
 //! Opt-in per test, with a TTL: `cleanup(failed = true, keep_on_failure = Some(ttl))` stops the
 //! server but keeps the directory, writing `keep_until` into the marker; the janitor removes it
-//! once that time has passed. To inspect a kept PostgreSQL sandbox, start it as the user that owns
-//! the directory (`lifeboat-sandbox` when the agent runs as root). It then listens only on the Unix socket
-//! in the sandbox directory, and the superuser's password is in `<dir>/password` (without sudo,
-//! `runuser -u postgres --` does the same):
+//! once that time has passed. To inspect a kept PostgreSQL sandbox, start it as the sandbox user
+//! (it listens only on a Unix socket in the sandbox's `data` directory, and the superuser's
+//! password is in `<dir>/password`). It holds what a possibly hostile backup restored: look, but
+//! keep it in a jail of its own if you run more than `psql` on it.
 //!
 //! ```text
-//! sudo -u postgres /usr/lib/postgresql/<major>/bin/pg_ctl start -D <dir>/data -l <dir>/postgres.log
-//! sudo -u postgres env PGPASSWORD="$(sudo cat <dir>/password)" \
-//!     /usr/lib/postgresql/<major>/bin/psql -h <dir> -U lifeboat_sandbox -d <database>
-//! sudo -u postgres /usr/lib/postgresql/<major>/bin/pg_ctl stop -D <dir>/data
+//! sudo -u lifeboat-sandbox /usr/lib/postgresql/<major>/bin/postgres -D <dir>/data &
+//! sudo env PGPASSWORD="$(sudo cat <dir>/password)" \
+//!     /usr/lib/postgresql/<major>/bin/psql -h <dir>/data -U lifeboat_sandbox -d <database>
 //! ```
 
 use std::fmt;
 use std::fs;
 use std::io;
-use std::os::unix::fs::{DirBuilderExt as _, PermissionsExt as _};
+use std::os::unix::fs::{DirBuilderExt as _, MetadataExt as _, PermissionsExt as _};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -62,17 +69,22 @@ pub mod janitor;
 mod marker;
 mod pg_tools;
 pub mod postgres;
-mod process;
+mod socket_dir;
 
 pub use marker::{MARKER_FILE, SandboxMarker};
 pub use postgres::{PostgresSandbox, pick_major};
 
-use process::ProcessIdentity;
+use crate::jail::{Jail, JailContext, JailError, JailUser, Stray, StrayLog};
+use crate::procfs::ProcessIdentity;
 
 /// Name of the sandbox root inside the agent's work directory.
 pub const SANDBOXES_DIR: &str = "sandboxes";
-/// Name of the directory inside a sandbox that restores go into.
+/// Name of the directory inside a sandbox that restores go into (the sandbox user's).
 pub const DATA_DIR: &str = "data";
+/// Name of the sandbox user's scratch directory inside a PostgreSQL sandbox.
+pub const PRIVATE_DIR: &str = "private";
+/// Name of the directory in the sandbox root holding the jails' `/etc` files.
+pub const JAIL_DIR: &str = ".jail";
 /// Attempts at removing a sandbox directory.
 const REMOVE_ATTEMPTS: u32 = 5;
 /// Pause between attempts at removing a sandbox directory.
@@ -116,27 +128,15 @@ pub enum SandboxError {
         postgres::list_majors(.installed)
     )]
     MajorNotInstalled { major: u32, installed: Vec<u32> },
-    /// The agent runs as root, and there is no unprivileged user for the server (initdb and
-    /// pg_ctl refuse to run as root).
+    /// The jail cannot be set up or used (bubblewrap, the sandbox user, privileges).
+    #[error(transparent)]
+    Jail(#[from] JailError),
+    /// The sandbox user cannot reach the sandbox directory.
     #[error(
-        "the agent runs as root and could neither find nor create the `lifeboat-sandbox` system user to run the sandbox server as: create it (useradd --system lifeboat-sandbox) or run the agent as an unprivileged user"
-    )]
-    NoServerUser,
-    /// The server's user cannot reach the sandbox directory.
-    #[error(
-        "user {user} cannot reach {}: grant it search permission (chmod o+x) or put the agent's work_dir where it can",
+        "the sandbox user {user} cannot reach {}: give that directory search permission for others (chmod o+x), or put the agent's work_dir under directories it can pass through",
         .path.display()
     )]
     Unreachable { user: String, path: PathBuf },
-    /// The sandbox path contains characters that would need quoting in `pg_ctl` options.
-    #[error(
-        "sandbox path {} has characters a postgresql sandbox cannot use: use a work_dir of letters, digits and / . _ - + @ :",
-        .0.display()
-    )]
-    UnsafePath(PathBuf),
-    /// The Unix socket path would exceed the kernel's 107-byte limit.
-    #[error("sandbox path {} is too long for a unix socket: use a shorter work_dir", .0.display())]
-    SocketPathTooLong(PathBuf),
     /// A PostgreSQL tool exited unsuccessfully.
     #[error("{program} failed ({status}): {output}")]
     Command {
@@ -157,12 +157,33 @@ pub enum SandboxError {
     /// Processes of the sandbox could not be stopped.
     #[error("cannot stop the server of sandbox {}: {errno}", .dir.display())]
     Stop { dir: PathBuf, errno: nix::errno::Errno },
+    /// The server exited before accepting connections.
+    #[error("the sandbox server stopped before accepting connections: {0}")]
+    ServerExited(String),
     /// The blocking task running a cleanup panicked or was dropped by a shutting-down runtime.
     #[error("sandbox cleanup task failed")]
     Worker(#[source] tokio::task::JoinError),
 }
 
 impl SandboxError {
+    /// Whether the error is about this agent's set-up (a missing tool, the jail, permissions)
+    /// rather than about the backup being restored.
+    pub fn is_agent_problem(&self) -> bool {
+        match self {
+            Self::Jail(err) => err.is_agent_problem(),
+            Self::Io { .. }
+            | Self::RootNotADirectory(_)
+            | Self::Marker { .. }
+            | Self::NoPostgresInstalled
+            | Self::NoCompatibleMajor { .. }
+            | Self::MajorNotInstalled { .. }
+            | Self::Unreachable { .. }
+            | Self::Stop { .. }
+            | Self::Worker(_) => true,
+            Self::Command { .. } | Self::NotReady(_) | Self::Sql { .. } | Self::ServerExited(_) => false,
+        }
+    }
+
     fn io(action: &'static str, path: &Path) -> impl FnOnce(io::Error) -> Self + use<> {
         let path = path.to_owned();
         move |source| Self::Io { action, path, source }
@@ -241,7 +262,7 @@ impl CleanupOutcome {
 /// Everything in it belongs to the agent: the janitor removes what no live agent process owns.
 #[derive(Debug, Clone)]
 pub struct SandboxRoot {
-    /// Canonical (absolute, symlink-free) path: servers are found by the path in their `-D`.
+    /// Canonical (absolute, symlink-free) path: jails bind paths under it as they are.
     dir: PathBuf,
     /// This agent process, recorded as the owner in every marker.
     owner: ProcessIdentity,
@@ -250,18 +271,22 @@ pub struct SandboxRoot {
 impl SandboxRoot {
     /// Opens (creating it if needed) the sandbox root `dir`, normally `<work_dir>/sandboxes`.
     ///
-    /// A symlink at `dir` itself is refused. The directory is made private to the agent's user;
-    /// when the agent runs as root, other users may traverse it (mode 0711, no listing) so that
-    /// the sandbox user can reach its own sandbox's data directory.
+    /// A symlink at `dir` itself is refused. The directory gets mode 0711 (others may pass
+    /// through, nobody but the agent may list it), so that the sandbox user reaches its own
+    /// sandboxes; for the same reason its parent (the work directory), when the agent owns it,
+    /// gains search permission for others. What is private in the work directory (the spool, keys)
+    /// keeps its own modes.
     pub fn open(dir: &Path) -> Result<Self, SandboxError> {
         fs::create_dir_all(dir).map_err(SandboxError::io("create", dir))?;
         let meta = fs::symlink_metadata(dir).map_err(SandboxError::io("inspect", dir))?;
         if !meta.is_dir() {
             return Err(SandboxError::RootNotADirectory(dir.to_owned()));
         }
-        let mode = if nix::unistd::geteuid().is_root() { 0o711 } else { 0o700 };
-        fs::set_permissions(dir, fs::Permissions::from_mode(mode)).map_err(SandboxError::io("protect", dir))?;
+        fs::set_permissions(dir, fs::Permissions::from_mode(0o711)).map_err(SandboxError::io("protect", dir))?;
         let dir = fs::canonicalize(dir).map_err(SandboxError::io("resolve", dir))?;
+        if let Some(parent) = dir.parent() {
+            let_others_pass(parent);
+        }
         let owner = ProcessIdentity::current().map_err(SandboxError::io("read", Path::new("/proc/self/stat")))?;
         Ok(Self { dir, owner })
     }
@@ -276,23 +301,36 @@ impl SandboxRoot {
         &self.dir
     }
 
+    /// Prepares the jails of this agent: bubblewrap, the sandbox user, the right to start
+    /// processes as that user, and that user's way to the sandboxes.
+    pub fn jail_context(&self) -> Result<JailContext, SandboxError> {
+        let context = JailContext::prepare(&self.dir.join(JAIL_DIR))?;
+        let user = context.user();
+        let ancestors: Vec<&Path> = self.dir.ancestors().collect();
+        if let Some(blocked) = ancestors.into_iter().rev().find(|dir| !user.may_search(dir)) {
+            return Err(SandboxError::Unreachable {
+                user: user.name().to_owned(),
+                path: blocked.to_owned(),
+            });
+        }
+        Ok(context)
+    }
+
     /// Creates an empty directory sandbox for `run_id` (SQLite copies, files restores).
     pub fn create_dir(&self, run_id: RunId, kind: DirKind) -> Result<DirSandbox, SandboxError> {
-        let sandbox = self.create_sandbox(run_id, kind.into())?;
+        let context = self.jail_context()?;
+        let sandbox = self.create_sandbox(run_id, kind.into(), context)?;
         let data = sandbox.dir().join(DATA_DIR);
-        fs::DirBuilder::new()
-            .mode(0o700)
-            .create(&data)
-            .map_err(SandboxError::io("create", &data))?;
         Ok(DirSandbox { sandbox, data })
     }
 
-    /// Creates `<root>/<run_id>-<kind>` (failing if it exists: a sandbox is never reused) and its
-    /// marker. The returned guard removes the directory if anything after this fails.
-    fn create_sandbox(&self, run_id: RunId, kind: SandboxKind) -> Result<Sandbox, SandboxError> {
+    /// Creates `<root>/<run_id>-<kind>` (failing if it exists: a sandbox is never reused), its
+    /// marker, and its `data` directory given to the sandbox user. The returned guard removes the
+    /// directory if anything after this fails.
+    fn create_sandbox(&self, run_id: RunId, kind: SandboxKind, jail: JailContext) -> Result<Sandbox, SandboxError> {
         let dir = self.dir.join(format!("{run_id}-{kind}"));
         fs::DirBuilder::new()
-            .mode(0o700)
+            .mode(0o711)
             .create(&dir)
             .map_err(SandboxError::io("create", &dir))?;
         let marker = SandboxMarker::new(run_id, kind, self.owner);
@@ -300,10 +338,30 @@ impl SandboxRoot {
             dir,
             marker,
             released: false,
+            jail,
+            strays: StrayLog::default(),
         };
         sandbox.marker.write(&sandbox.dir)?;
+        sandbox.give_to_jail(DATA_DIR)?;
         tracing::debug!(dir = %sandbox.dir.display(), "sandbox created");
         Ok(sandbox)
+    }
+}
+
+/// Adds search permission for others to `dir` when the agent owns it and it lacks it.
+fn let_others_pass(dir: &Path) {
+    let Ok(meta) = fs::metadata(dir) else { return };
+    if meta.uid() != nix::unistd::geteuid().as_raw() || meta.mode() & 0o001 != 0 {
+        return;
+    }
+    let mode = (meta.mode() & 0o7777) | 0o001;
+    match fs::set_permissions(dir, fs::Permissions::from_mode(mode)) {
+        Ok(()) => {
+            tracing::info!(dir = %dir.display(), mode = format!("{mode:o}"), "let the sandbox user pass through the work directory")
+        }
+        Err(err) => {
+            tracing::warn!(dir = %dir.display(), error = %err, "cannot let the sandbox user pass through the work directory")
+        }
     }
 }
 
@@ -317,6 +375,9 @@ pub struct Sandbox {
     marker: SandboxMarker,
     /// Set once the directory was removed or handed over to keep-on-failure: `Drop` then leaves it.
     released: bool,
+    jail: JailContext,
+    /// What every jail of this sandbox saw that the steps did not start.
+    strays: StrayLog,
 }
 
 impl Sandbox {
@@ -338,6 +399,39 @@ impl Sandbox {
     /// Returns when the sandbox was created.
     pub fn created_at(&self) -> DateTime<Utc> {
         self.marker.created_at
+    }
+
+    /// Returns the sandbox user.
+    pub fn jail_user(&self) -> &JailUser {
+        self.jail.user()
+    }
+
+    /// A jail for a step on this sandbox: its `data` directory read-write, nothing else of the
+    /// agent's; add what the step reads with [`Jail::readable`].
+    pub fn jail(&self) -> Jail {
+        self.jail.jail(&self.strays).writable(self.dir.join(DATA_DIR))
+    }
+
+    /// A jail for a step that only reads (a backup it is given with [`Jail::readable`]): none of
+    /// this sandbox's directories are in it.
+    pub fn jail_for_reading(&self) -> Jail {
+        self.jail.jail(&self.strays)
+    }
+
+    /// The programs this sandbox's jails saw that their steps did not start.
+    pub fn strays(&self) -> Vec<Stray> {
+        self.strays.strays()
+    }
+
+    /// Creates `<dir>/<name>` (mode 0700) and gives it to the sandbox user.
+    fn give_to_jail(&self, name: &str) -> Result<PathBuf, SandboxError> {
+        let path = self.dir.join(name);
+        fs::DirBuilder::new()
+            .mode(0o700)
+            .create(&path)
+            .map_err(SandboxError::io("create", &path))?;
+        self.jail.user().chown(&path)?;
+        Ok(path)
     }
 
     /// Removes the directory, or keeps it until `now + keep_on_failure` when the run failed and

@@ -1,5 +1,5 @@
 //! Processes seen through `/proc`: who owns a sandbox, which processes serve a sandbox's data
-//! directory, and stopping them.
+//! directory, the process tree under a jail, and stopping them.
 //!
 //! A process is identified by its pid *and* its start time (`/proc/<pid>/stat` field 22, in clock
 //! ticks after boot), so a pid the kernel recycled for an unrelated process is not mistaken for a
@@ -54,22 +54,26 @@ impl ProcessIdentity {
     }
 }
 
-/// The two fields of `/proc/<pid>/stat` we need.
+/// The fields of `/proc/<pid>/stat` we need.
 #[derive(Debug, PartialEq, Eq)]
-struct Stat {
+pub(crate) struct Stat {
+    /// Field 2: the command name (the executable's file name, at most 15 bytes).
+    pub name: String,
     /// Field 3: `R`, `S`, `D`, `Z` (zombie), `X` (dead), …
-    state: char,
+    pub state: char,
+    /// Field 4: the parent's pid.
+    pub parent: u32,
     /// Field 22.
-    start_time: u64,
+    pub start_time: u64,
 }
 
 impl Stat {
-    fn is_running(&self) -> bool {
+    pub(crate) fn is_running(&self) -> bool {
         !matches!(self.state, 'Z' | 'X' | 'x')
     }
 }
 
-fn read_stat(pid: u32) -> io::Result<Stat> {
+pub(crate) fn read_stat(pid: u32) -> io::Result<Stat> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
     parse_stat(&text).ok_or_else(|| io::Error::new(io::ErrorKind::InvalidData, "unexpected /proc/<pid>/stat format"))
 }
@@ -77,12 +81,60 @@ fn read_stat(pid: u32) -> io::Result<Stat> {
 /// Parses `/proc/<pid>/stat`. Field 2 is the command name in parentheses and may itself contain
 /// spaces and parentheses, so fields are counted from the last `)`.
 fn parse_stat(text: &str) -> Option<Stat> {
-    let (_, after_name) = text.rsplit_once(')')?;
+    let (before_name, after_name) = text.rsplit_once(')')?;
+    let (_, name) = before_name.split_once('(')?;
     let mut fields = after_name.split_whitespace();
-    // Field 3 is the first after the name; field 22 is 19 further on.
+    // Field 3 is the first after the name, field 4 the next; field 22 is 18 further on.
     let state = fields.next()?.chars().next()?;
-    let start_time = fields.nth(18)?.parse().ok()?;
-    Some(Stat { state, start_time })
+    let parent = fields.next()?.parse().ok()?;
+    let start_time = fields.nth(17)?.parse().ok()?;
+    Some(Stat {
+        name: name.to_owned(),
+        state,
+        parent,
+        start_time,
+    })
+}
+
+/// Every running process as (pid, stat); processes that vanish while being read are skipped.
+pub(crate) fn all_processes() -> Vec<(u32, Stat)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| Some((pid, read_stat(pid).ok()?)))
+        .filter(|(_, stat)| stat.is_running())
+        .collect()
+}
+
+/// The descendants of `root` (not `root` itself), parents before children.
+pub(crate) fn descendants(root: u32, processes: &[(u32, Stat)]) -> Vec<(u32, &Stat)> {
+    let mut found = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(parent) = frontier.pop() {
+        for (pid, stat) in processes {
+            if stat.parent == parent && *pid != root && !found.iter().any(|(known, _)| known == pid) {
+                found.push((*pid, stat));
+                frontier.push(*pid);
+            }
+        }
+    }
+    found
+}
+
+/// The command line of `pid`, arguments separated by spaces (empty once it is gone).
+pub(crate) fn command_line(pid: u32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|bytes| {
+            String::from_utf8_lossy(&bytes)
+                .split('\0')
+                .filter(|part| !part.is_empty())
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .unwrap_or_default()
 }
 
 /// Whether the command line of `pid` mentions `path` (in any argument, or part of one).
@@ -108,37 +160,15 @@ pub(crate) fn processes_mentioning(path: &Path) -> Vec<ProcessIdentity> {
         .collect()
 }
 
-/// Reads the postmaster's pid from `<data_dir>/postmaster.pid`, if it names a running process
-/// whose command line mentions `data_dir`.
-pub(crate) fn postmaster_of(data_dir: &Path) -> Option<ProcessIdentity> {
-    let pid_file = data_dir.join("postmaster.pid");
-    // The first line of postmaster.pid is the pid. A symlink is not followed.
-    if !std::fs::symlink_metadata(&pid_file).is_ok_and(|meta| meta.is_file()) {
-        return None;
-    }
-    let text = std::fs::read_to_string(&pid_file).ok()?;
-    let pid: u32 = text.lines().next()?.trim().parse().ok()?;
-    let identity = ProcessIdentity::of(pid).ok()?;
-    (identity.is_running() && mentions(pid, data_dir)).then_some(identity)
-}
-
-/// Stops every process serving `data_dir` (the postmaster named in its `postmaster.pid`, and any
-/// process whose command line mentions `data_dir`): `polite` first when given, SIGKILL after
-/// `grace`.
+/// Stops every process whose command line mentions `data_dir` (a sandbox server and the jail
+/// around it: the `postmaster.pid` in a jailed data directory holds a pid of the jail's own PID
+/// namespace, so it is never read): `polite` first when given, SIGKILL after `grace`.
 ///
 /// Scans again until two scans in a row find nothing, so that a server still being started (a
 /// `pg_ctl` killed midway leaves its shell to exec the postmaster) is caught too. Returns the first
 /// error signalling a process (e.g. `EPERM`), or `EBUSY` if some survive SIGKILL for a while.
 pub(crate) fn stop_servers_of(data_dir: &Path, polite: Option<Signal>, grace: Duration) -> Result<(), Errno> {
-    let find = || {
-        let mut found = processes_mentioning(data_dir);
-        if let Some(postmaster) = postmaster_of(data_dir)
-            && !found.contains(&postmaster)
-        {
-            found.push(postmaster);
-        }
-        found
-    };
+    let find = || processes_mentioning(data_dir);
     if let Some(signal) = polite {
         let targets = find();
         for target in &targets {
@@ -198,7 +228,9 @@ mod tests {
         assert_eq!(
             parse_stat(line),
             Some(Stat {
+                name: "a (weird) name".to_owned(),
                 state: 'S',
+                parent: 1,
                 start_time: 987_654
             })
         );
@@ -215,6 +247,22 @@ mod tests {
             ..me
         };
         assert!(!impostor.is_running());
+    }
+
+    #[test]
+    fn children_are_found_under_their_parent() {
+        let mut child = std::process::Command::new("sleep").arg("5").spawn().unwrap();
+        let me = std::process::id();
+        let processes = all_processes();
+        let mine = descendants(me, &processes);
+        assert!(
+            mine.iter()
+                .any(|(pid, stat)| *pid == child.id() && stat.name == "sleep"),
+            "{mine:?}"
+        );
+        assert!(command_line(child.id()).starts_with("sleep 5"));
+        child.kill().unwrap();
+        child.wait().unwrap();
     }
 
     #[test]
