@@ -309,7 +309,7 @@ pub async fn discover_and_analyse(
                 label: "PostgreSQL connection URL".into(),
                 family: "postgres".into(),
                 fingerprint,
-                preview: scope::postgres::redact_url(&url.value),
+                preview: crate::credentials::redact::redact_passwords(&url.value),
                 name: Some(format!("lifeboat ({})", asset.name.get_ref())),
                 purpose: Some("read-only restore checks (Lifeboat)".into()),
                 path: None,
