@@ -1,11 +1,12 @@
 //! PostgreSQL roles: what the role behind a connection URL can destroy, found by connecting
 //! read-only and reading the catalogue.
 //!
-//! The URL may be a database URL found lying around, a `.pgpass` entry or Lifeboat's own
-//! production URL (the self-audit). The connection goes through
-//! [`Connection::production`](crate::runner::psql::Connection::production), so the session runs
-//! with `default_transaction_read_only=on`, and the analysis is one `SELECT` over the catalogue
-//! (`pg_roles`, `pg_auth_members`, `pg_database`, `pg_namespace`, `pg_class`,
+//! The URL is one the config declares — a `[[credential]]` of kind `postgres` or an asset's own
+//! `url` (the self-audit) — and its host is a declared asset's: a credential found lying around
+//! is never used to log in anywhere ([`crate::posture::credentials`] decides). The connection
+//! goes through [`Connection::production`](crate::runner::psql::Connection::production), so the
+//! session runs with `default_transaction_read_only=on`, and the analysis is one `SELECT` over
+//! the catalogue (`pg_roles`, `pg_auth_members`, `pg_database`, `pg_namespace`, `pg_class`,
 //! `has_table_privilege`): nothing is ever written.
 //!
 //! # What is worked out
