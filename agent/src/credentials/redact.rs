@@ -41,9 +41,11 @@ pub fn password_spans(text: &str) -> Vec<Range<usize>> {
     merged
 }
 
-/// Whether a value was already redacted (by us or as a preview), so a second pass leaves it.
-fn already_redacted(value: &str) -> bool {
-    value.is_empty() || value == REDACTED || value.contains('…') || value.starts_with("[fp:")
+/// Whether a value is no password to cut: empty, already redacted (by us or as a preview), so a
+/// second pass leaves it, or a reference to one (`${RESTIC_PASSWORD}`, `$PGPASSWORD`), as
+/// runbooks write them.
+fn not_a_password(value: &str) -> bool {
+    value.is_empty() || value == REDACTED || value.contains('…') || value.starts_with("[fp:") || value.starts_with('$')
 }
 
 /// Characters that end a URL written in running text.
@@ -76,7 +78,7 @@ fn url_password_spans(text: &str) -> Vec<Range<usize>> {
             continue;
         };
         let password = &userinfo[colon + 1..];
-        if !already_redacted(password) {
+        if !not_a_password(password) {
             spans.push(start + colon + 1..start + at);
         }
         search_from = start + at;
@@ -147,7 +149,7 @@ fn keyword_value(text: &str, after_key: usize, in_url_query: bool) -> Option<Ran
         }
     };
     let value = text.get(value_start..value_end)?;
-    (!already_redacted(value)).then_some(value_start..value_end)
+    (!not_a_password(value)).then_some(value_start..value_end)
 }
 
 #[cfg(test)]
@@ -209,6 +211,14 @@ mod tests {
             redact_passwords("password authentication failed for user \"app\""),
             "password authentication failed for user \"app\""
         );
+        // References to a password, as runbooks write them, stay.
+        for runbook in [
+            "RESTIC_PASSWORD=\"${RESTIC_PASSWORD}\" restic restore latest",
+            "psql postgres://app:${DB_PASSWORD}@db/rentals",
+            "PGPASSWORD=$PGPASSWORD pg_restore",
+        ] {
+            assert_eq!(redact_passwords(runbook), runbook);
+        }
     }
 
     #[test]
