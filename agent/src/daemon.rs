@@ -52,29 +52,9 @@ pub async fn run(config: AgentConfig, scrubber: Arc<Scrubber>, shutdown: Cancell
     let (events, assignments) = tokio::sync::mpsc::unbounded_channel();
     let (progress_tx, progress_rx) = tokio::sync::mpsc::channel(64);
     let current_run: CurrentRun = Arc::default();
-    let reporting_run = current_run.clone();
-    let progress_scrubber = scrubber.clone();
     let runner = crate::runner::Runner::new(
         config.clone(),
-        Box::new(move |progress: crate::runner::Progress| {
-            tracing::info!(asset = %progress.asset, phase = %progress.phase, "run progress");
-            let run_id = reporting_run.lock().ok().and_then(|run| *run);
-            if let Some(run_id) = run_id {
-                let progress = progress_scrubber.progress(lifeboat_shared::protocol::RunProgress {
-                    run_id,
-                    phase: progress.phase,
-                    bytes_done: progress.bytes_done,
-                    bytes_total: progress.bytes_total,
-                    objects_done: 0,
-                    elapsed_seconds: progress.elapsed.as_secs_f64(),
-                });
-                let message = lifeboat_proto::v1::AgentMessage {
-                    body: Some(lifeboat_proto::v1::agent_message::Body::Progress(progress.into())),
-                };
-                // Progress is best effort: a full queue drops it.
-                let _full = progress_tx.try_send(message);
-            }
-        }),
+        progress_reporter(current_run.clone(), scrubber.clone(), progress_tx),
     )
     .context("prepare the restore runner")?;
     let runner = Arc::new(runner);
@@ -124,6 +104,34 @@ pub async fn run(config: AgentConfig, scrubber: Arc<Scrubber>, shutdown: Cancell
     outcome.context("agent stopped")?;
     tracing::info!("agent stopped");
     Ok(())
+}
+
+/// Logs the progress of runs and, while a run assigned by the coordinator executes, queues it
+/// (scrubbed) for the session to send.
+fn progress_reporter(
+    current_run: CurrentRun,
+    scrubber: Arc<Scrubber>,
+    outbox: tokio::sync::mpsc::Sender<lifeboat_proto::v1::AgentMessage>,
+) -> Box<dyn Fn(crate::runner::Progress) + Send + Sync> {
+    Box::new(move |progress: crate::runner::Progress| {
+        tracing::info!(asset = %progress.asset, phase = %progress.phase, "run progress");
+        let Some(run_id) = current_run.lock().ok().and_then(|run| *run) else {
+            return;
+        };
+        let progress = scrubber.progress(lifeboat_shared::protocol::RunProgress {
+            run_id,
+            phase: progress.phase,
+            bytes_done: progress.bytes_done,
+            bytes_total: progress.bytes_total,
+            objects_done: 0,
+            elapsed_seconds: progress.elapsed.as_secs_f64(),
+        });
+        let message = lifeboat_proto::v1::AgentMessage {
+            body: Some(lifeboat_proto::v1::agent_message::Body::Progress(progress.into())),
+        };
+        // Progress is best effort: a full queue drops it.
+        let _full = outbox.try_send(message);
+    })
 }
 
 /// The spool, entered only through the scrubber: the one door of results out of the agent.
