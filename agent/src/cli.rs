@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -11,6 +12,7 @@ use lifeboat_shared::tls::CaPin;
 
 use crate::config::AgentConfig;
 use crate::enroll::{self, EnrollRequest};
+use crate::scrub::Scrubber;
 
 /// Lifeboat agent: restores backups into sandboxes and reports whether they recover.
 #[derive(Debug, Parser)]
@@ -126,25 +128,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Check { config, output } => {
             let config = AgentConfig::load(&config)?;
+            let scrubber = Arc::new(Scrubber::for_agent(&config, crate::posture::fingerprint_key(&config)));
             let mut telemetry_config = config.telemetry.clone();
             telemetry_config.log_filter.get_or_insert_with(|| "warn".to_owned());
-            let _telemetry = telemetry::init("lifeboat-agent", &telemetry_config)?;
+            let _telemetry =
+                telemetry::init_filtered("lifeboat-agent", &telemetry_config, Some(scrubber.line_filter()))?;
+            let progress_scrubber = scrubber.clone();
             let runner = crate::runner::Runner::new(
                 config,
-                Box::new(|progress: crate::runner::Progress| {
+                Box::new(move |progress: crate::runner::Progress| {
                     eprintln!(
                         "[{:>6.1}s] {}: {}",
                         progress.elapsed.as_secs_f64(),
-                        progress.asset,
-                        progress.phase
+                        progress_scrubber.text(&progress.asset),
+                        progress_scrubber.text(&progress.phase)
                     );
                 }),
             )?;
             let (assets, assessment) = runner.run_all().await;
             let report = crate::runner::report::CheckOutput::new(assets, Some(&assessment));
             match output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-                Output::Text => print!("{}", crate::runner::report::render(&report)),
+                Output::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&scrubber.json(serde_json::to_value(&report)?))?
+                ),
+                Output::Text => print!("{}", scrubber.text(&crate::runner::report::render(&report))),
             }
             return Ok(if report.recoverable {
                 ExitCode::SUCCESS
@@ -158,12 +166,24 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             stores,
             output,
         } => {
-            let _telemetry = telemetry::init("lifeboat-agent", &TelemetryConfig::default())?;
             let config = config.map(|path| AgentConfig::load(&path)).transpose()?;
-            let report = crate::scan::run(paths, config.as_ref(), stores).await;
+            let key = crate::scan::fingerprint_key(config.as_ref());
+            let scrubber = Arc::new(match &config {
+                Some(config) => Scrubber::for_agent(config, key.clone()),
+                None => Scrubber::for_environment(key.clone()),
+            });
+            let _telemetry = telemetry::init_filtered(
+                "lifeboat-agent",
+                &TelemetryConfig::default(),
+                Some(scrubber.line_filter()),
+            )?;
+            let report = crate::scan::run(paths, config.as_ref(), stores, &key).await;
             match output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-                Output::Text => print!("{}", report.render()),
+                Output::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&scrubber.json(serde_json::to_value(&report)?))?
+                ),
+                Output::Text => print!("{}", scrubber.text(&report.render())),
             }
             return Ok(if report.alarming() {
                 ExitCode::from(1)
@@ -177,9 +197,11 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Run { config } => {
             let config = AgentConfig::load(&config)?;
-            let _telemetry = telemetry::init("lifeboat-agent", &config.telemetry)?;
+            let scrubber = Arc::new(Scrubber::for_agent(&config, crate::posture::fingerprint_key(&config)));
+            let _telemetry =
+                telemetry::init_filtered("lifeboat-agent", &config.telemetry, Some(scrubber.line_filter()))?;
             let shutdown = lifeboat_shared::shutdown::on_signals().context("install signal handlers")?;
-            crate::daemon::run(config, shutdown).await?;
+            crate::daemon::run(config, scrubber, shutdown).await?;
         }
     }
     Ok(ExitCode::SUCCESS)

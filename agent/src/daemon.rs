@@ -1,5 +1,9 @@
 //! `lifeboat-agent run`: the daemon. Opens the spool, then runs the session and the certificate
 //! renewal side by side until SIGTERM or a fatal error (revoked, re-enrollment needed).
+//!
+//! This is where everything the agent sends is made: the Hello, the inventory, progress and the
+//! results it spools. Each goes through the [`Scrubber`] here, once, before it is spooled or
+//! queued, so no secret and nothing over the protocol's limits reaches the coordinator.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -11,6 +15,7 @@ use tokio_util::sync::CancellationToken;
 use crate::config::AgentConfig;
 use crate::identity::IdentityStore;
 use crate::reconnect::ReconnectPolicy;
+use crate::scrub::Scrubber;
 use crate::session::{AgentSession, SessionSettings};
 use crate::spool::Spool;
 
@@ -29,8 +34,8 @@ pub fn hello() -> Hello {
     }
 }
 
-/// Runs the daemon until `shutdown`.
-pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Result<()> {
+/// Runs the daemon until `shutdown`; everything it sends goes through `scrubber`.
+pub async fn run(config: AgentConfig, scrubber: Arc<Scrubber>, shutdown: CancellationToken) -> anyhow::Result<()> {
     lifeboat_shared::tls::install_crypto_provider();
     let identity = IdentityStore::Dir(config.agent.identity_dir.clone());
     let current = identity.load()?;
@@ -47,50 +52,33 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
     let (events, assignments) = tokio::sync::mpsc::unbounded_channel();
     let (progress_tx, progress_rx) = tokio::sync::mpsc::channel(64);
     let current_run: CurrentRun = Arc::default();
-    let reporting_run = current_run.clone();
     let runner = crate::runner::Runner::new(
         config.clone(),
-        Box::new(move |progress: crate::runner::Progress| {
-            tracing::info!(asset = %progress.asset, phase = %progress.phase, "run progress");
-            let run_id = reporting_run.lock().ok().and_then(|run| *run);
-            if let Some(run_id) = run_id {
-                let message = lifeboat_proto::v1::AgentMessage {
-                    body: Some(lifeboat_proto::v1::agent_message::Body::Progress(
-                        lifeboat_shared::protocol::RunProgress {
-                            run_id,
-                            phase: progress.phase.chars().take(200).collect(),
-                            bytes_done: progress.bytes_done,
-                            bytes_total: progress.bytes_total,
-                            objects_done: 0,
-                            elapsed_seconds: progress.elapsed.as_secs_f64(),
-                        }
-                        .into(),
-                    )),
-                };
-                // Progress is best effort: a full queue drops it.
-                let _full = progress_tx.try_send(message);
-            }
-        }),
+        progress_reporter(current_run.clone(), scrubber.clone(), progress_tx),
     )
     .context("prepare the restore runner")?;
     let runner = Arc::new(runner);
+    let outbox = ScrubbedSpool {
+        spool: spool.clone(),
+        scrubber: scrubber.clone(),
+    };
     let executor = tokio::spawn(execute_assignments(
         runner.clone(),
-        spool.clone(),
+        outbox.clone(),
         assignments,
         current_run,
     ));
     let scans = tokio::spawn(posture_scans(
         runner,
-        spool.clone(),
+        outbox,
         config.scan.interval.into(),
         shutdown.child_token(),
     ));
     let session = AgentSession {
         settings: SessionSettings {
             coordinator: config.agent.coordinator.clone(),
-            hello: hello(),
-            inventory: config.inventory(),
+            hello: scrubber.hello(hello()),
+            inventory: scrubber.inventory(config.inventory()),
             reconnect: ReconnectPolicy::default(),
             resend_after: RESEND_AFTER,
         },
@@ -118,10 +106,61 @@ pub async fn run(config: AgentConfig, shutdown: CancellationToken) -> anyhow::Re
     Ok(())
 }
 
+/// Logs the progress of runs and, while a run assigned by the coordinator executes, queues it
+/// (scrubbed) for the session to send.
+fn progress_reporter(
+    current_run: CurrentRun,
+    scrubber: Arc<Scrubber>,
+    outbox: tokio::sync::mpsc::Sender<lifeboat_proto::v1::AgentMessage>,
+) -> Box<dyn Fn(crate::runner::Progress) + Send + Sync> {
+    Box::new(move |progress: crate::runner::Progress| {
+        tracing::info!(asset = %progress.asset, phase = %progress.phase, "run progress");
+        let Some(run_id) = current_run.lock().ok().and_then(|run| *run) else {
+            return;
+        };
+        let progress = scrubber.progress(lifeboat_shared::protocol::RunProgress {
+            run_id,
+            phase: progress.phase,
+            bytes_done: progress.bytes_done,
+            bytes_total: progress.bytes_total,
+            objects_done: 0,
+            elapsed_seconds: progress.elapsed.as_secs_f64(),
+        });
+        let message = lifeboat_proto::v1::AgentMessage {
+            body: Some(lifeboat_proto::v1::agent_message::Body::Progress(progress.into())),
+        };
+        // Progress is best effort: a full queue drops it.
+        let _full = outbox.try_send(message);
+    })
+}
+
+/// The spool, entered only through the scrubber: the one door of results out of the agent.
+#[derive(Debug, Clone)]
+struct ScrubbedSpool {
+    spool: Spool,
+    scrubber: Arc<Scrubber>,
+}
+
+impl ScrubbedSpool {
+    /// Scrubs and bounds `result`, then spools it; a failure is logged (the result is lost, as
+    /// a result that cannot be written would be).
+    async fn put(&self, result: lifeboat_shared::protocol::RunResult) {
+        let result = self.scrubber.result(result);
+        if let Err(err) = self.spool.put(&result).await {
+            tracing::error!(error = %err, asset = %result.asset, "cannot spool a result");
+        }
+    }
+}
+
 /// Runs a posture scan (inventory, locations, credentials; no restore) now and every
 /// `interval`, and spools one posture result per asset, so a new exposure or a vanished backup
 /// reaches the coordinator within minutes rather than at the next restore test.
-async fn posture_scans(runner: Arc<crate::runner::Runner>, spool: Spool, interval: Duration, stop: CancellationToken) {
+async fn posture_scans(
+    runner: Arc<crate::runner::Runner>,
+    outbox: ScrubbedSpool,
+    interval: Duration,
+    stop: CancellationToken,
+) {
     let mut ticker = tokio::time::interval(interval.max(Duration::from_secs(1)));
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -137,10 +176,7 @@ async fn posture_scans(runner: Arc<crate::runner::Runner>, spool: Spool, interva
             "posture scan finished"
         );
         for asset in &assessment.assets {
-            let result = crate::posture::posture_result(asset, &assessment);
-            if let Err(err) = spool.put(&result).await {
-                tracing::error!(error = %err, asset = %asset.asset, "cannot spool a posture result");
-            }
+            outbox.put(crate::posture::posture_result(asset, &assessment)).await;
         }
     }
 }
@@ -149,7 +185,7 @@ async fn posture_scans(runner: Arc<crate::runner::Runner>, spool: Spool, interva
 /// sends them and deletes them once acknowledged).
 async fn execute_assignments(
     runner: Arc<crate::runner::Runner>,
-    spool: Spool,
+    outbox: ScrubbedSpool,
     mut events: tokio::sync::mpsc::UnboundedReceiver<crate::session::SessionEvent>,
     current_run: CurrentRun,
 ) {
@@ -175,8 +211,6 @@ async fn execute_assignments(
         if let Ok(mut current) = current_run.lock() {
             *current = None;
         }
-        if let Err(err) = spool.put(&report.to_result(run_id)).await {
-            tracing::error!(error = %err, asset = %assignment.asset, "cannot spool a run result");
-        }
+        outbox.put(report.to_result(run_id)).await;
     }
 }

@@ -18,6 +18,7 @@
 //! - [`procfs`]: processes seen through `/proc`.
 //! - [`scan`]: `lifeboat-agent scan`: credential discovery and scope only.
 //! - [`spool`]: the durable outbox of results.
+//! - [`scrub`]: secrets cut out of, and protocol limits applied to, everything that leaves.
 //! - [`capabilities`]: what this machine can restore.
 //! - [`credentials`]: credential discovery, fingerprints, and what each credential can destroy.
 //! - [`daemon`]: `lifeboat-agent run`.
@@ -40,5 +41,6 @@ pub mod renewal;
 pub mod runner;
 pub mod sandbox;
 pub mod scan;
+pub mod scrub;
 pub mod session;
 pub mod spool;

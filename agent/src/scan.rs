@@ -72,9 +72,16 @@ impl ScanOutput {
     }
 }
 
+/// The key fingerprints are made with: the agent's own with a config (fingerprints then match
+/// the daemon's), a fresh one without.
+pub fn fingerprint_key(config: Option<&AgentConfig>) -> FingerprintKey {
+    config.map_or_else(FingerprintKey::random, crate::posture::fingerprint_key)
+}
+
 /// Scans `paths` (plus, with a config, its declared credentials and `[scan]` paths; with
-/// `stores`, the environment and `$HOME`'s credential stores).
-pub async fn run(paths: Vec<PathBuf>, config: Option<&AgentConfig>, stores: bool) -> ScanOutput {
+/// `stores`, the environment and `$HOME`'s credential stores). Found credentials are analysed
+/// offline only: live analysis is for what the config declares.
+pub async fn run(paths: Vec<PathBuf>, config: Option<&AgentConfig>, stores: bool, key: &FingerprintKey) -> ScanOutput {
     let mut discovery = Discovery {
         paths,
         environment: stores,
@@ -84,18 +91,14 @@ pub async fn run(paths: Vec<PathBuf>, config: Option<&AgentConfig>, stores: bool
             None
         },
     };
-    let key = match config {
-        Some(config) => {
-            discovery.paths.extend(config.scan.paths.iter().cloned());
-            crate::posture::fingerprint_key(config)
-        }
-        None => FingerprintKey::random(),
-    };
+    if let Some(config) = config {
+        discovery.paths.extend(config.scan.paths.iter().cloned());
+    }
     let (declared, assets) = match config {
         Some(config) => (config.credential.as_slice(), config.asset.as_slice()),
         None => (&[][..], &[][..]),
     };
-    let (found, stats) = credentials::discover_and_analyse(declared, assets, &discovery, &key).await;
+    let (found, stats) = credentials::discover_and_analyse(declared, assets, &discovery, key).await;
     let mut findings = Vec::new();
     for credential in &found {
         // Without assets, "what it can destroy" is what its scope says, anywhere.

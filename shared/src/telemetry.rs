@@ -1,9 +1,14 @@
 //! Logs and traces: `tracing` to stderr as text or JSON, and, when switched on in the config,
 //! OTLP trace export over HTTP/protobuf with the blocking client (async exporters panic when
-//! spans end off the runtime, and drop spans silently).
+//! spans end off the runtime, and drop spans silently). A process may pass a [`LineFilter`]
+//! that rewrites every log line before it is written (the agent cuts secrets out of them).
+
+use std::io;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
@@ -57,9 +62,53 @@ pub enum TelemetryError {
     AlreadyInstalled,
 }
 
+/// Rewrites one formatted log line (an event, with its fields) before it is written.
+pub type LineFilter = Arc<dyn Fn(&str) -> String + Send + Sync>;
+
+/// Standard error, through an optional [`LineFilter`]. The fmt layer writes each event with one
+/// `write_all` of the whole line, so the filter sees whole lines.
+#[derive(Clone, Default)]
+struct FilteredStderr {
+    filter: Option<LineFilter>,
+}
+
+impl<'a> MakeWriter<'a> for FilteredStderr {
+    type Writer = FilteredStderr;
+
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
+}
+
+impl io::Write for FilteredStderr {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match &self.filter {
+            Some(filter) => {
+                let line = filter(&String::from_utf8_lossy(buf));
+                io::stderr().write_all(line.as_bytes())?;
+                Ok(buf.len())
+            }
+            None => io::stderr().write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        io::stderr().flush()
+    }
+}
+
 /// Installs the global subscriber for `service_name`.
 pub fn init(service_name: &'static str, config: &TelemetryConfig) -> Result<TelemetryGuard, TelemetryError> {
-    let filter = match std::env::var("RUST_LOG") {
+    init_filtered(service_name, config, None)
+}
+
+/// [`init`], with every log line passed through `line_filter` before it is written.
+pub fn init_filtered(
+    service_name: &'static str,
+    config: &TelemetryConfig,
+    line_filter: Option<LineFilter>,
+) -> Result<TelemetryGuard, TelemetryError> {
+    let level_filter = match std::env::var("RUST_LOG") {
         Ok(filter) => EnvFilter::try_new(filter),
         Err(_) => EnvFilter::try_new(config.log_filter.as_deref().unwrap_or("info")),
     }
@@ -88,13 +137,14 @@ pub fn init(service_name: &'static str, config: &TelemetryConfig) -> Result<Tele
         None => (None, None),
     };
 
-    let registry = tracing_subscriber::registry().with(filter).with(otel_layer);
+    let writer = FilteredStderr { filter: line_filter };
+    let registry = tracing_subscriber::registry().with(level_filter).with(otel_layer);
     let result = match config.log_format {
         LogFormat::Text => registry
-            .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+            .with(tracing_subscriber::fmt::layer().with_writer(writer))
             .try_init(),
         LogFormat::Json => registry
-            .with(tracing_subscriber::fmt::layer().json().with_writer(std::io::stderr))
+            .with(tracing_subscriber::fmt::layer().json().with_writer(writer))
             .try_init(),
     };
     result.map_err(|_| TelemetryError::AlreadyInstalled)?;

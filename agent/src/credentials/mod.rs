@@ -8,12 +8,14 @@
 //! - [`scanner`]: discovery in files (parallel walk, keyword prefilter + regex).
 //! - [`stores`]: the agent's environment and CLI credential stores (`~/.aws/credentials`, kubeconfig, …).
 //! - [`secret`]: the secret value ([`Secret`]), its keyed fingerprint and redacted preview.
+//! - [`redact`]: passwords out of URLs and connection strings in any text.
 //! - [`scope`]: capabilities (`destroy` / `overwrite` / `read` on a location selector) and the
 //!   analysers per credential kind (PostgreSQL roles, AWS IAM, Kubernetes RBAC, Railway).
 //!
 //! A secret value never leaves the agent: [`Secret`] has no `Serialize` and a redacting `Debug`,
 //! so the only way to put it on the wire or in a log is to write `.expose()` on purpose.
 
+pub mod redact;
 pub mod rules;
 pub mod scanner;
 pub mod scope;

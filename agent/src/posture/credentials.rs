@@ -5,6 +5,10 @@
 //!
 //! A declared credential with a `value` is matched with copies found on disk by fingerprint, so
 //! "declared for custom domains" and "lying in plain text in domains.env" become one credential.
+//!
+//! Found credentials are analysed offline only: they are never used. The one live analysis (a
+//! read-only login to read a PostgreSQL role's privileges) is for credentials the config declares
+//! (`[[credential]]` or an asset's own `url`), and only against the hosts of declared assets.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -309,7 +313,7 @@ pub async fn discover_and_analyse(
                 label: "PostgreSQL connection URL".into(),
                 family: "postgres".into(),
                 fingerprint,
-                preview: scope::postgres::redact_url(&url.value),
+                preview: crate::credentials::redact::redact_passwords(&url.value),
                 name: Some(format!("lifeboat ({})", asset.name.get_ref())),
                 purpose: Some("read-only restore checks (Lifeboat)".into()),
                 path: None,
@@ -331,6 +335,7 @@ pub async fn discover_and_analyse(
         });
     }
 
+    let declared_hosts = declared_postgres_hosts(assets);
     let mut credentials: Vec<AnalysedCredential> = merged.into_values().collect();
     for credential in &mut credentials {
         credential.public.sightings.sort();
@@ -338,7 +343,7 @@ pub async fn discover_and_analyse(
             credential.public.path = first.path.clone();
             credential.public.line = first.line;
         }
-        analyse(credential).await;
+        analyse(credential, &declared_hosts).await;
     }
     (credentials, stats)
 }
@@ -377,8 +382,19 @@ fn family_label(kind: &str) -> String {
     .to_owned()
 }
 
+/// The servers Lifeboat may log in to: the hosts of the declared PostgreSQL assets' URLs
+/// (lower case; `None` for the local socket).
+fn declared_postgres_hosts(assets: &[AssetConfig]) -> Vec<Option<String>> {
+    assets
+        .iter()
+        .filter(|asset| asset.kind == AssetKind::Postgres)
+        .filter_map(|asset| asset.url.as_ref())
+        .map(|url| scope::postgres::host_of(&url.value).map(|host| host.to_ascii_lowercase()))
+        .collect()
+}
+
 /// Works out the capabilities of one credential from what is known about it.
-async fn analyse(credential: &mut AnalysedCredential) {
+async fn analyse(credential: &mut AnalysedCredential, declared_hosts: &[Option<String>]) {
     let declared = credential.declared.clone();
     match credential.public.family.as_str() {
         "railway" => {
@@ -393,30 +409,7 @@ async fn analyse(credential: &mut AnalysedCredential) {
                 None => "a Railway token of unknown type: assumed an account token (Railway tokens do not say)".into(),
             });
         }
-        "postgres" => {
-            let Some(secret) = credential.secret.clone() else {
-                credential.public.analysis = Some("no value declared: cannot connect to analyse the role".into());
-                return;
-            };
-            match tokio::time::timeout(Duration::from_secs(30), scope::postgres::analyze(secret.expose())).await {
-                Ok(Ok(role)) => {
-                    credential.public.capabilities = localise(role.capabilities);
-                    credential.public.analysis = Some(format!(
-                        "live catalogue of role {}{}",
-                        role.role,
-                        if role.via.is_empty() {
-                            String::new()
-                        } else {
-                            format!(" ({})", role.via.join("; "))
-                        }
-                    ));
-                }
-                Ok(Err(err)) => {
-                    credential.public.analysis = Some(format!("cannot analyse the role: {err}"));
-                }
-                Err(_) => credential.public.analysis = Some("the role analysis did not finish within 30 s".into()),
-            }
-        }
+        "postgres" => analyse_postgres(credential, declared_hosts).await,
         "aws" => {
             let Some(policy) = declared.as_ref().and_then(|declared| declared.policy.as_ref()) else {
                 credential.public.analysis = Some(
@@ -455,6 +448,50 @@ async fn analyse(credential: &mut AnalysedCredential) {
             }
         }
         _ => {}
+    }
+}
+
+/// Reads the role of a declared PostgreSQL credential from the live catalogue, read-only, when
+/// it leads to a declared asset's host; a found one is left unanalysed, never used.
+async fn analyse_postgres(credential: &mut AnalysedCredential, declared_hosts: &[Option<String>]) {
+    let declared = credential.declared.is_some() || credential.public.lifeboat_own;
+    if !declared {
+        credential.public.analysis = Some(
+            "scope unknown offline: a found credential is never used to log in; declare it as a [[credential]] with \
+             kind = \"postgres\" and value = its URL (for a declared asset's host) to analyse its role"
+                .into(),
+        );
+        return;
+    }
+    let Some(secret) = credential.secret.clone() else {
+        credential.public.analysis = Some("no value declared: cannot connect to analyse the role".into());
+        return;
+    };
+    let host = scope::postgres::host_of(secret.expose()).map(|host| host.to_ascii_lowercase());
+    if !declared_hosts.contains(&host) {
+        credential.public.analysis = Some(format!(
+            "scope unknown: {} is not the host of a declared asset, and Lifeboat logs in only to those",
+            host.as_deref().unwrap_or("the local socket")
+        ));
+        return;
+    }
+    match tokio::time::timeout(Duration::from_secs(30), scope::postgres::analyze(secret.expose())).await {
+        Ok(Ok(role)) => {
+            credential.public.capabilities = localise(role.capabilities);
+            credential.public.analysis = Some(format!(
+                "live catalogue of role {}{}",
+                role.role,
+                if role.via.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", role.via.join("; "))
+                }
+            ));
+        }
+        Ok(Err(err)) => {
+            credential.public.analysis = Some(format!("cannot analyse the role: {err}"));
+        }
+        Err(_) => credential.public.analysis = Some("the role analysis did not finish within 30 s".into()),
     }
 }
 

@@ -291,7 +291,7 @@ pub async fn detect_postgres(url: &str) -> Detected {
             host: Some(crate::capabilities::hostname()),
             note: Some(format!(
                 "cannot ask the server for its data directory (grant pg_read_all_settings to Lifeboat's role): {}",
-                crate::posture::redact_urls(&err.to_string())
+                crate::credentials::redact::redact_passwords(&err.to_string())
             )),
             ..Detected::default()
         },

@@ -31,6 +31,7 @@ use serde_json::json;
 use crate::backups::{self, RecoveryPoint, SourceSpec};
 use crate::config::{AgentConfig, AssetConfig, AssetKind, BackupConfig};
 use crate::credentials::FingerprintKey;
+use crate::credentials::redact::redact_passwords;
 use crate::credentials::scope::Hits;
 use crate::posture::blast::{Edge, Safety, SourceView};
 use crate::posture::credentials::{AnalysedCredential, Discovery, DiscoveryStats};
@@ -96,38 +97,6 @@ impl Assessment {
     pub fn asset(&self, name: &str) -> Option<&AssetPosture> {
         self.assets.iter().find(|asset| asset.asset == name)
     }
-}
-
-/// Replaces the password of every `scheme://user:password@` in `text` by `…`.
-pub fn redact_urls(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(scheme) = rest.find("://") {
-        let (head, tail) = rest.split_at(scheme + 3);
-        out.push_str(head);
-        let end = tail
-            .find(|c: char| c.is_whitespace() || c == '"' || c == '\'')
-            .unwrap_or(tail.len());
-        let authority_end = tail[..end].find('/').unwrap_or(end);
-        let authority = &tail[..authority_end];
-        match authority.rfind('@') {
-            Some(at) => {
-                let user_info = &authority[..at];
-                match user_info.find(':') {
-                    Some(colon) => {
-                        out.push_str(&user_info[..colon]);
-                        out.push_str(":…");
-                    }
-                    None => out.push_str(user_info),
-                }
-                out.push_str(&authority[at..]);
-            }
-            None => out.push_str(authority),
-        }
-        rest = &tail[authority_end..];
-    }
-    out.push_str(rest);
-    out
 }
 
 /// Runs a posture scan of every declared asset.
@@ -351,7 +320,7 @@ async fn reachability(asset: &AssetConfig) -> Option<String> {
             let connection = psql::Connection::production(&url.value);
             match connection.scalar("select 1", Duration::from_secs(20)).await {
                 Ok(_) => None,
-                Err(err) => Some(redact_urls(&err.to_string())),
+                Err(err) => Some(redact_passwords(&err.to_string())),
             }
         }
         AssetKind::Sqlite => {
@@ -649,15 +618,5 @@ mod tests {
         assert_eq!(finding.evidence["newest"]["id"], "new");
         assert!(shrunk("db", &source(vec![point("new", 1, 600), point("old", 25, 1_000)])).is_none());
         assert!(shrunk("db", &source(vec![point("only", 1, 10)])).is_none());
-    }
-
-    #[test]
-    fn urls_lose_their_passwords() {
-        assert_eq!(
-            redact_urls("cannot connect to postgres://app:s3cret@db:5432/rentals: refused"),
-            "cannot connect to postgres://app:…@db:5432/rentals: refused"
-        );
-        assert_eq!(redact_urls("postgres://app@db/x"), "postgres://app@db/x");
-        assert_eq!(redact_urls("no url here"), "no url here");
     }
 }

@@ -1,11 +1,12 @@
 //! PostgreSQL roles: what the role behind a connection URL can destroy, found by connecting
 //! read-only and reading the catalogue.
 //!
-//! The URL may be a database URL found lying around, a `.pgpass` entry or Lifeboat's own
-//! production URL (the self-audit). The connection goes through
-//! [`Connection::production`](crate::runner::psql::Connection::production), so the session runs
-//! with `default_transaction_read_only=on`, and the analysis is one `SELECT` over the catalogue
-//! (`pg_roles`, `pg_auth_members`, `pg_database`, `pg_namespace`, `pg_class`,
+//! The URL is one the config declares — a `[[credential]]` of kind `postgres` or an asset's own
+//! `url` (the self-audit) — and its host is a declared asset's: a credential found lying around
+//! is never used to log in anywhere ([`crate::posture::credentials`] decides). The connection
+//! goes through [`Connection::production`](crate::runner::psql::Connection::production), so the
+//! session runs with `default_transaction_read_only=on`, and the analysis is one `SELECT` over
+//! the catalogue (`pg_roles`, `pg_auth_members`, `pg_database`, `pg_namespace`, `pg_class`,
 //! `has_table_privilege`): nothing is ever written.
 //!
 //! # What is worked out
@@ -46,6 +47,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::{Action, Capability, Hits, Selector};
+use crate::credentials::redact::redact_passwords;
 use crate::runner::psql::Connection;
 
 /// How long the catalogue query may take.
@@ -94,7 +96,7 @@ impl RoleScope {
 pub async fn analyze(url: &str) -> Result<RoleScope, PgScopeError> {
     let connection = Connection::production(url);
     let secret = password_of(url);
-    let redacted = redact_url(url);
+    let redacted = redact_passwords(url);
     let rows = connection
         .query(CATALOGUE_QUERY.trim(), QUERY_TIMEOUT)
         .await
@@ -439,7 +441,7 @@ fn scope_of(catalogue: &Catalogue, host: Option<String>, facts: serde_json::Valu
 }
 
 // ---------------------------------------------------------------------------------------------
-// Connection strings: the host for the selector, and redaction.
+// Connection strings: the host for the selector, and the password to cut out of answers.
 
 /// Splits a `postgres://` URL into (userinfo, host list, query), or `None` for a keyword string.
 fn url_parts(url: &str) -> Option<(&str, &str, &str)> {
@@ -510,14 +512,6 @@ fn password_of(url: &str) -> Option<String> {
     password.filter(|password| !password.is_empty())
 }
 
-/// Returns the URL with its password replaced by `***`.
-pub fn redact_url(url: &str) -> String {
-    match password_of(url) {
-        Some(password) => scrub(url, Some(&password)),
-        None => url.to_owned(),
-    }
-}
-
 /// Cuts the password (as written and percent-decoded) out of a message.
 fn scrub(message: &str, password: Option<&str>) -> String {
     let Some(password) = password else {
@@ -576,18 +570,18 @@ mod tests {
     }
 
     #[test]
-    fn passwords_are_redacted() {
-        assert_eq!(redact_url("postgres://app:s3cr%40t@db/x"), "postgres://app:***@db/x");
+    fn passwords_are_cut_out_of_answers_as_written_and_decoded() {
+        assert_eq!(password_of("postgres://app:s3cr%40t@db/x").as_deref(), Some("s3cr%40t"));
         assert_eq!(
-            redact_url("postgres://app@db/x?password=hunter2"),
-            "postgres://app@db/x?password=***"
+            password_of("postgres://app@db/x?password=hunter2").as_deref(),
+            Some("hunter2")
         );
         assert_eq!(
-            redact_url("host=db password=hunter2 user=app"),
-            "host=db password=*** user=app"
+            password_of("host=db password=hunter2 user=app").as_deref(),
+            Some("hunter2")
         );
+        assert_eq!(password_of("postgres://app@db/x"), None);
         assert_eq!(scrub("FATAL: s3cr@t wrong", Some("s3cr%40t")), "FATAL: *** wrong");
-        assert_eq!(redact_url("postgres://app@db/x"), "postgres://app@db/x");
     }
 
     fn catalogue(json: serde_json::Value) -> Catalogue {
