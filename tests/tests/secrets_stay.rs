@@ -130,10 +130,13 @@ impl Canaries {
     }
 }
 
-/// A check command that fails with one stderr line quoting the agent's environment canaries,
-/// the planted files and the agent's private key, as a hostile backup's error would.
+/// A check command that fails with one stderr line quoting whatever it can reach of the agent's
+/// environment canaries, the planted files and the agent's private key, as a hostile backup's
+/// error would. In the restore jail the environment and the key are out of its reach (the first
+/// wall); the planted files, which the check lists in its `paths`, are not, so they test the
+/// second wall: the scrubber.
 fn leaking_command(app: &Path, identity_dir: &Path) -> String {
-    let joined = |path: PathBuf| format!("$(tr '\\n' ' ' < '{}')", path.display());
+    let joined = |path: PathBuf| format!("$( (tr '\\n' ' ' < '{}') 2>/dev/null)", path.display());
     format!(
         "echo \"leak: $RAILWAY_API_TOKEN $BILLING_SERVICE_KEY {} {} {} {}\" >&2; exit 3",
         joined(identity_dir.join("key.pem")),
@@ -216,6 +219,7 @@ timeout = "5m"
   [[test.check]]
   name = "leak"
   command = {command}
+  paths = ["{app}"]
 
 [[credential]]
 name = "ci-token"
@@ -316,6 +320,8 @@ async fn canary_secrets_appear_in_no_message_and_no_log() {
     let canaries = Canaries::generate();
     let app = dir.path().join("srv-app");
     canaries.plant(&app);
+    // The check lists the app's folder in its `paths`: the sandbox user may read it.
+    lifeboat_tests::agent_check::grant_sandbox_read(&app);
 
     let jira = JiraServer::start(JiraOptions::new("lifeboat@pocketos.example", "jira-token", "OPS")).await;
     let sink = WebhookSink::start(WebhookOptions::new(b"hook-secret")).await;
@@ -388,12 +394,21 @@ async fn canary_secrets_appear_in_no_message_and_no_log() {
         .find(|finding| finding.kind.code() == "restore.check_failed")
         .unwrap_or_else(|| panic!("no failed check in {:#?}", restore.findings));
     let key = FingerprintKey::load_or_create(&agent.work_dir.join("fingerprint.key")).expect("fingerprint key");
-    for quoted in [
-        &canaries.env_railway,
-        &canaries.env_only,
-        &canaries.github,
-        &canaries.aws_id,
-    ] {
+    // The environment and the key never reached the jailed check at all.
+    for unreachable in [&canaries.env_railway, &canaries.env_only] {
+        let fingerprint = key.fingerprint(&Secret::new(unreachable.as_str()));
+        assert!(
+            !check_failed.message.contains(&fingerprint),
+            "the jailed check saw the agent's environment: {}",
+            check_failed.message
+        );
+    }
+    assert!(
+        !check_failed.message.contains("PEM PRIVATE KEY"),
+        "{}",
+        check_failed.message
+    );
+    for quoted in [&canaries.github, &canaries.aws_id] {
         let fingerprint = key.fingerprint(&Secret::new(quoted.as_str()));
         assert!(
             check_failed.message.contains(&fingerprint),
@@ -401,11 +416,6 @@ async fn canary_secrets_appear_in_no_message_and_no_log() {
             check_failed.message
         );
     }
-    assert!(
-        check_failed.message.contains(" PEM PRIVATE KEY]"),
-        "{}",
-        check_failed.message
-    );
     let verdict = store
         .verdict(ENVIRONMENT, ASSET)
         .await
