@@ -37,7 +37,18 @@ pub async fn check_with_env(config: &Path, env: &[(&str, &str)]) -> (i32, Value,
 
 /// [`check`] without [`grant_backups_to_sandbox`]: for tests of what the agent says when the
 /// operator has not granted it.
+///
+/// Every run is watched by an [`ArgvWatch`](crate::argv_watch::ArgvWatch): no program the agent
+/// starts may carry a password on its command line; the run panics if one does.
 pub async fn check_as_is(config: &Path, env: &[(&str, &str)]) -> (i32, Value, String) {
+    let watch = crate::argv_watch::ArgvWatch::start(Vec::new());
+    let result = run_check(config, env).await;
+    let leaked = watch.finish();
+    assert!(leaked.is_empty(), "passwords on command lines: {leaked:#?}");
+    result
+}
+
+async fn run_check(config: &Path, env: &[(&str, &str)]) -> (i32, Value, String) {
     let config = config.display().to_string();
     let (code, stdout, stderr) = processes::run_with_env(
         "lifeboat-agent",

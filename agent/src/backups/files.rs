@@ -347,6 +347,7 @@ mod tests {
             kind: super::super::BackupKind::FilesDir,
             path: root.to_path_buf(),
             restic_password: None,
+            jail: super::super::test_jail(),
         };
         let points = super::super::discover(&spec).await.unwrap();
         let mut ids: Vec<&str> = points.iter().map(|point| point.id.as_str()).collect();

@@ -144,6 +144,8 @@ pub struct SourceSpec {
     /// The restic repository password; given to restic through its environment, never on its
     /// command line.
     pub restic_password: Option<String>,
+    /// The jail the tools that read the source (`pg_restore --list`, `restic snapshots`) run in.
+    pub jail: crate::jail::Jail,
 }
 
 impl fmt::Debug for SourceSpec {
@@ -208,6 +210,9 @@ pub enum BackupError {
     /// The background task inspecting the source stopped unexpectedly.
     #[error("inspecting backup source {} stopped unexpectedly: {message}", path.display())]
     Interrupted { path: PathBuf, message: String },
+    /// The discovery jail could not run (the agent's set-up).
+    #[error(transparent)]
+    Jail(#[from] crate::jail::JailError),
 }
 
 /// Finds every recovery point of a source, newest first (checksums included).
@@ -221,14 +226,35 @@ pub async fn discover(spec: &SourceSpec) -> Result<Vec<RecoveryPoint>, BackupErr
 /// Finds every recovery point of a source, newest first, doing the work `options` asks for.
 pub async fn discover_with(spec: &SourceSpec, options: DiscoverOptions) -> Result<Vec<RecoveryPoint>, BackupError> {
     let mut points = match spec.kind {
-        BackupKind::PgDumpDir => pg_dump::discover(&spec.path, options).await?,
+        BackupKind::PgDumpDir => pg_dump::discover(&spec.path, options, &spec.jail).await?,
         BackupKind::PgBasebackupDir => pg_basebackup::discover(&spec.path).await?,
         BackupKind::SqliteDir => sqlite::discover(&spec.path, options).await?,
         BackupKind::FilesDir => files::discover(&spec.path, options).await?,
-        BackupKind::Restic => restic::discover(&spec.path, spec.restic_password.as_deref()).await?,
+        BackupKind::Restic => restic::discover(&spec.path, spec.restic_password.as_deref(), &spec.jail).await?,
     };
     sort_newest_first(&mut points);
     Ok(points)
+}
+
+/// A discovery jail for the tests of this module (one work directory for the whole test run).
+#[cfg(test)]
+pub(crate) fn test_jail() -> crate::jail::Jail {
+    static WORK_DIR: std::sync::OnceLock<tempfile::TempDir> = std::sync::OnceLock::new();
+    let dir = WORK_DIR.get_or_init(|| tempfile::tempdir().expect("work dir"));
+    crate::sandbox::discovery_jail(dir.path()).expect("a discovery jail (bubblewrap, root)")
+}
+
+/// Lets the sandbox user read `path` (recursively) and pass through its ancestors, as an
+/// operator does for real backups (tests of this module).
+#[cfg(test)]
+pub(crate) fn grant_sandbox_read(path: &std::path::Path) {
+    let _ = std::process::Command::new("chmod")
+        .args(["-R", "o+rX"])
+        .arg(path)
+        .status();
+    for ancestor in path.ancestors().skip(1) {
+        let _ = std::process::Command::new("chmod").arg("o+x").arg(ancestor).status();
+    }
 }
 
 /// Sorts newest first; points of the same second are ordered by id, so the order is stable.
@@ -271,6 +297,7 @@ mod tests {
                 kind,
                 path: path.to_path_buf(),
                 restic_password: None,
+                jail: super::test_jail(),
             };
             let err = discover(&spec(&missing)).await.unwrap_err();
             assert!(matches!(err, BackupError::SourceUnreadable { .. }), "{kind:?}: {err}");
@@ -305,6 +332,7 @@ mod tests {
             kind: BackupKind::Restic,
             path: PathBuf::from("/srv/restic"),
             restic_password: Some("hunter2".to_owned()),
+            jail: test_jail(),
         };
         let shown = format!("{spec:?}");
         assert!(!shown.contains("hunter2"), "{shown}");

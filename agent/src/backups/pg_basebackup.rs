@@ -454,6 +454,7 @@ mod tests {
             kind: super::super::BackupKind::PgBasebackupDir,
             path: source.path().to_path_buf(),
             restic_password: None,
+            jail: super::super::test_jail(),
         })
         .await
         .unwrap();

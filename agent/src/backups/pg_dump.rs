@@ -41,7 +41,11 @@ const CUSTOM_SUFFIXES: &[&str] = &[
 ];
 
 /// Finds the recovery points of a `pg_dump_dir` source.
-pub(super) async fn discover(source: &Path, options: DiscoverOptions) -> Result<Vec<RecoveryPoint>, BackupError> {
+pub(super) async fn discover(
+    source: &Path,
+    options: DiscoverOptions,
+    jail: &crate::jail::Jail,
+) -> Result<Vec<RecoveryPoint>, BackupError> {
     let source_owned = source.to_path_buf();
     let candidates = run_blocking(source, move || {
         let entries = source_dir::list(&source_owned)?;
@@ -59,7 +63,7 @@ pub(super) async fn discover(source: &Path, options: DiscoverOptions) -> Result<
     let mut points = Vec::with_capacity(candidates.len());
     for mut candidate in candidates {
         if let (true, Some(program)) = (candidate.needs_pg_restore, &pg_restore) {
-            candidate.listing = Some(list_archive(program, &candidate.path).await?);
+            candidate.listing = Some(list_archive(program, &candidate.path, source, jail).await?);
         }
         points.push(candidate.into_point());
     }
@@ -543,15 +547,26 @@ impl Listing {
     }
 }
 
-/// Runs `pg_restore --list` on an archive. A failing or hung `pg_restore` is the archive's
-/// problem (`Err` complaint); only a missing `pg_restore` fails the discovery.
-async fn list_archive(program: &Path, archive: &Path) -> Result<Result<Listing, String>, BackupError> {
-    let mut command = tokio::process::Command::new(program);
-    command.arg("--list").arg(archive);
+/// Runs `pg_restore --list` on an archive, in the discovery jail. A failing or hung `pg_restore`
+/// is the archive's problem (`Err` complaint); a missing `pg_restore` or a jail that cannot run
+/// fails the discovery.
+async fn list_archive(
+    program: &Path,
+    archive: &Path,
+    source: &Path,
+    jail: &crate::jail::Jail,
+) -> Result<Result<Listing, String>, BackupError> {
+    let command = jail
+        .clone()
+        .readable(archive, source)
+        .allow(&["pg_restore"])
+        .command(program)
+        .arg("--list")
+        .arg(archive);
     match tools::run(PG_RESTORE, command, archive, PG_RESTORE_TIMEOUT).await {
         Ok(output) if output.status.success() => Ok(Ok(Listing::parse(&output.stdout))),
         Ok(output) => Ok(Err(output.complaint())),
-        Err(err @ BackupError::ToolMissing { .. }) => Err(err),
+        Err(err @ (BackupError::ToolMissing { .. } | BackupError::Jail(_))) => Err(err),
         Err(err) => Ok(Err(err.to_string())),
     }
 }
@@ -632,11 +647,13 @@ mod tests {
             .unwrap()
             .set_modified(old)
             .unwrap();
+        super::super::grant_sandbox_read(source.path());
 
         let points = super::super::discover(&super::super::SourceSpec {
             kind: super::super::BackupKind::PgDumpDir,
             path: source.path().to_path_buf(),
             restic_password: None,
+            jail: super::super::test_jail(),
         })
         .await
         .unwrap();
@@ -719,7 +736,9 @@ mod tests {
         file.write_all(&[0u8; 256]).unwrap();
         drop(file);
 
-        let points = discover(source.path(), DiscoverOptions::default()).await.unwrap();
+        let points = discover(source.path(), DiscoverOptions::default(), &super::super::test_jail())
+            .await
+            .unwrap();
         let point = &points[0];
         assert_eq!(point.format, BackupFormat::PgCustom);
         assert_eq!(point.server_major, Some(17));
@@ -736,7 +755,9 @@ mod tests {
         std::fs::create_dir(&dump).unwrap();
         std::fs::write(dump.join("3338.dat.gz"), b"\x1f\x8b").unwrap();
         std::fs::create_dir(source.path().join("unrelated")).unwrap();
-        let points = discover(source.path(), DiscoverOptions::default()).await.unwrap();
+        let points = discover(source.path(), DiscoverOptions::default(), &super::super::test_jail())
+            .await
+            .unwrap();
         assert_eq!(points.len(), 1);
         assert_eq!(points[0].format, BackupFormat::PgDirectory);
         assert!(points[0].metadata_error().unwrap().contains("toc.dat is missing"));

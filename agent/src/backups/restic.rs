@@ -22,20 +22,13 @@ const SNAPSHOTS_TIMEOUT: Duration = Duration::from_secs(300);
 const EXIT_WRONG_PASSWORD: i32 = 12;
 /// Location prefixes of remote repositories (no local path to check first).
 const REMOTE_PREFIXES: &[&str] = &["s3:", "sftp:", "rest:", "b2:", "azure:", "gs:", "swift:", "rclone:"];
-/// Variables that would override the configured repository or password.
-const INHERITED_VARIABLES: &[&str] = &[
-    "RESTIC_PASSWORD",
-    "RESTIC_PASSWORD_FILE",
-    "RESTIC_PASSWORD_COMMAND",
-    "RESTIC_REPOSITORY",
-    "RESTIC_REPOSITORY_FILE",
-    "RESTIC_FROM_PASSWORD",
-    "RESTIC_FROM_PASSWORD_FILE",
-    "RESTIC_FROM_PASSWORD_COMMAND",
-];
 
 /// Finds the snapshots of a restic repository.
-pub(super) async fn discover(repository: &Path, password: Option<&str>) -> Result<Vec<RecoveryPoint>, BackupError> {
+pub(super) async fn discover(
+    repository: &Path,
+    password: Option<&str>,
+    jail: &crate::jail::Jail,
+) -> Result<Vec<RecoveryPoint>, BackupError> {
     let is_remote = repository
         .to_str()
         .is_some_and(|location| REMOTE_PREFIXES.iter().any(|prefix| location.starts_with(prefix)));
@@ -60,17 +53,19 @@ pub(super) async fn discover(repository: &Path, password: Option<&str>) -> Resul
         });
     };
 
-    let mut command = tokio::process::Command::new(RESTIC.name);
-    command
+    // A remote repository is reached over the network: its jail keeps the host's network.
+    let jail = if is_remote {
+        jail.clone().with_network()
+    } else {
+        jail.clone().readable(repository, repository)
+    };
+    let command = jail
+        .allow(&["restic"])
+        .command(RESTIC.name)
         .arg("--repo")
         .arg(repository)
-        .args(["snapshots", "--json", "--no-lock"])
+        .args(["snapshots", "--json", "--no-lock", "--no-cache"])
         .env("RESTIC_PASSWORD", password);
-    for variable in INHERITED_VARIABLES {
-        if *variable != "RESTIC_PASSWORD" {
-            command.env_remove(variable);
-        }
-    }
     let output = tools::run(RESTIC, command, repository, SNAPSHOTS_TIMEOUT).await?;
     if !output.status.success() {
         let message = output.complaint();
@@ -199,11 +194,13 @@ mod tests {
         );
         std::fs::write(data.join("b.txt"), "second").unwrap();
         restic(&repository, &["backup", "--host", "web-2", data.to_str().unwrap()]);
+        super::super::grant_sandbox_read(&repository);
 
         let spec = SourceSpec {
             kind: BackupKind::Restic,
             path: repository.clone(),
             restic_password: Some(PASSWORD.to_owned()),
+            jail: super::super::test_jail(),
         };
         let points = discover_source(&spec).await.unwrap();
         assert_eq!(points.len(), 2, "{points:#?}");

@@ -165,6 +165,7 @@ mod tests {
             kind: super::super::BackupKind::SqliteDir,
             path: source.path().to_path_buf(),
             restic_password: None,
+            jail: super::super::test_jail(),
         };
         let points = super::super::discover(&spec).await.unwrap();
         let mut ids: Vec<&str> = points.iter().map(|point| point.id.as_str()).collect();

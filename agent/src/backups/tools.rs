@@ -1,13 +1,13 @@
 //! Running the external tools discovery asks for facts (`pg_restore --list`, `restic snapshots`):
-//! finding them, a deadline, and errors that name the package to install.
+//! finding them, running them in a jail with a deadline, and errors that name the package to
+//! install.
 
 use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
+use std::process::ExitStatus;
 use std::time::Duration;
 
-use tokio::process::Command;
-
 use super::BackupError;
+use crate::jail::{JailCommand, JailError};
 
 /// Where Debian and Ubuntu install PostgreSQL client and server binaries, one directory per major.
 const POSTGRES_LIB_DIR: &str = "/usr/lib/postgresql";
@@ -91,51 +91,32 @@ pub(super) fn find_postgres_program(tool: Tool) -> Result<PathBuf, BackupError> 
     })
 }
 
-/// Runs `command` (stdin closed, output captured) and waits at most `timeout`; the child is
-/// killed if the deadline passes. `subject` is the path the tool works on, for errors.
+/// Runs `command` — in the discovery jail: discovery reads backup content too — and waits at
+/// most `timeout`; the jail is killed if the deadline passes. `subject` is the path the tool
+/// works on, for errors.
 pub(super) async fn run(
     tool: Tool,
-    mut command: Command,
+    command: JailCommand,
     subject: &Path,
     timeout: Duration,
 ) -> Result<ToolOutput, BackupError> {
-    command
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .env("LC_ALL", "C")
-        .kill_on_drop(true);
-    let child = command.spawn().map_err(|source| {
-        if source.kind() == std::io::ErrorKind::NotFound {
-            BackupError::ToolMissing {
-                tool: tool.name,
-                package: tool.package,
-            }
-        } else {
-            BackupError::ToolFailed {
-                tool: tool.name,
-                path: subject.to_path_buf(),
-                source,
-            }
-        }
-    })?;
-    let output = tokio::time::timeout(timeout, child.wait_with_output())
-        .await
-        .map_err(|_elapsed| BackupError::ToolTimedOut {
+    match command.env("LC_ALL", "C").output(timeout).await {
+        Ok(output) => Ok(ToolOutput {
+            status: output.status,
+            stdout: output.stdout,
+            stderr: output.stderr,
+        }),
+        Err(JailError::Timeout { .. }) => Err(BackupError::ToolTimedOut {
             tool: tool.name,
             path: subject.to_path_buf(),
             timeout,
-        })?
-        .map_err(|source| BackupError::ToolFailed {
+        }),
+        Err(JailError::Setup(message)) if message.contains("execvp") => Err(BackupError::ToolMissing {
             tool: tool.name,
-            path: subject.to_path_buf(),
-            source,
-        })?;
-    Ok(ToolOutput {
-        status: output.status,
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    })
+            package: tool.package,
+        }),
+        Err(err) => Err(BackupError::Jail(err)),
+    }
 }
 
 #[cfg(test)]
@@ -148,13 +129,21 @@ mod tests {
         assert_eq!(cap("ééé", 3), "é…");
     }
 
+    fn discovery_jail() -> (tempfile::TempDir, crate::jail::Jail) {
+        let work_dir = tempfile::tempdir().unwrap();
+        let root = crate::sandbox::SandboxRoot::in_work_dir(work_dir.path()).unwrap();
+        let jail = root.jail_context().unwrap().jail(&crate::jail::StrayLog::default());
+        (work_dir, jail)
+    }
+
     #[tokio::test]
     async fn a_missing_program_names_its_package() {
         let tool = Tool {
             name: "lifeboat-no-such-tool",
             package: "lifeboat-no-such-package",
         };
-        let err = run(tool, Command::new(tool.name), Path::new("/x"), Duration::from_secs(5))
+        let (_dir, jail) = discovery_jail();
+        let err = run(tool, jail.command(tool.name), Path::new("/x"), Duration::from_secs(5))
             .await
             .unwrap_err();
         assert!(matches!(err, BackupError::ToolMissing { .. }), "{err}");
@@ -170,11 +159,15 @@ mod tests {
             name: "sleep",
             package: "coreutils",
         };
-        let mut command = Command::new("sleep");
-        command.arg("30");
-        let err = run(tool, command, Path::new("/x"), Duration::from_millis(200))
-            .await
-            .unwrap_err();
+        let (_dir, jail) = discovery_jail();
+        let err = run(
+            tool,
+            jail.command("sleep").arg("30"),
+            Path::new("/x"),
+            Duration::from_millis(500),
+        )
+        .await
+        .unwrap_err();
         assert!(matches!(err, BackupError::ToolTimedOut { .. }), "{err}");
     }
 }

@@ -33,6 +33,14 @@ const PUBLIC_ETC: [&str; 4] = [
     "/etc/ld.so.conf.d",
     "/etc/alternatives",
 ];
+/// What a jail that keeps the network needs of `/etc` to resolve names and check certificates.
+const NETWORK_ETC: [&str; 5] = [
+    "/etc/resolv.conf",
+    "/etc/hosts",
+    "/etc/nsswitch.conf",
+    "/etc/ssl",
+    "/etc/ca-certificates",
+];
 /// Longest output of a jailed command kept in memory (the rest is dropped).
 const MAX_OUTPUT: u64 = 64 * 1024 * 1024;
 
@@ -147,7 +155,6 @@ impl JailCommand {
         command.args([
             "--unshare-user",
             "--unshare-pid",
-            "--unshare-net",
             "--unshare-ipc",
             "--unshare-uts",
             "--unshare-cgroup-try",
@@ -156,6 +163,13 @@ impl JailCommand {
             "--hostname",
             "lifeboat-sandbox",
         ]);
+        if jail.network {
+            for path in NETWORK_ETC {
+                command.args(["--ro-bind-try", path, path]);
+            }
+        } else {
+            command.arg("--unshare-net");
+        }
         command.args(["--ro-bind", "/usr", "/usr"]);
         for name in SYSTEM_DIRS {
             let host = Path::new("/").join(name);

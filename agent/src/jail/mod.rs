@@ -209,6 +209,7 @@ impl JailContext {
             shells: Shells::Tripwire,
             allowed: Vec::new(),
             strays: strays.clone(),
+            network: false,
         }
     }
 }
@@ -240,6 +241,8 @@ pub struct Jail {
     /// strays are not looked for (the operator's own commands).
     allowed: Vec<&'static str>,
     strays: StrayLog,
+    /// Whether the jail keeps the host's network (a remote repository's reader only).
+    network: bool,
 }
 
 impl Jail {
@@ -271,6 +274,13 @@ impl Jail {
     /// The read-only paths and where to grant access to each.
     pub(crate) fn readable_with_grants(&self) -> Vec<(PathBuf, PathBuf)> {
         self.readable.clone()
+    }
+
+    /// Keeps the host's network (and its resolver and CA certificates) in the jail: only for a
+    /// reader of a remote repository, which sees no sandbox and no local file of the agent.
+    pub fn with_network(mut self) -> Self {
+        self.network = true;
+        self
     }
 
     /// Sets whether shells are real or the tripwire (the default).

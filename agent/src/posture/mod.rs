@@ -212,14 +212,21 @@ async fn assess_asset(
     let mut sources = Vec::new();
     for backup in &backups {
         let source_place = Placed::new(backup.location.clone(), locations::detect_source(&backup.path.value));
-        let spec = SourceSpec {
-            kind: backup.kind,
-            path: PathBuf::from(&backup.path.value),
-            restic_password: crate::runner::restic_password(backup),
+        let discovered = match crate::sandbox::discovery_jail(&config.agent.work_dir) {
+            Ok(jail) => {
+                let spec = SourceSpec {
+                    kind: backup.kind,
+                    path: PathBuf::from(&backup.path.value),
+                    restic_password: crate::runner::restic_password(backup),
+                    jail,
+                };
+                backups::discover(&spec).await.map_err(|err| err.to_string())
+            }
+            Err(err) => Err(format!("cannot inspect backups: {err}")),
         };
-        let (points, error) = match backups::discover(&spec).await {
+        let (points, error) = match discovered {
             Ok(points) => (points, None),
-            Err(err) => (Vec::new(), Some(err.to_string())),
+            Err(err) => (Vec::new(), Some(err)),
         };
         let view = SourceView {
             name: backup.name.get_ref(),

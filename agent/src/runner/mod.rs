@@ -160,11 +160,16 @@ impl Runner {
     pub async fn candidates(&self, asset: &str) -> (Vec<Candidate>, Vec<String>) {
         let mut candidates = Vec::new();
         let mut problems = Vec::new();
+        let jail = match self.sandboxes.jail_context() {
+            Ok(context) => context.jail(&crate::jail::StrayLog::default()),
+            Err(err) => return (candidates, vec![format!("cannot inspect backups: {err}")]),
+        };
         for backup in self.backups_of(asset) {
             let spec = SourceSpec {
                 kind: backup.kind,
                 path: PathBuf::from(&backup.path.value),
                 restic_password: restic_password(backup),
+                jail: jail.clone(),
             };
             match backups::discover(&spec).await {
                 Ok(points) => candidates.extend(points.into_iter().map(|point| Candidate {

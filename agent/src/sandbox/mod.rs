@@ -348,6 +348,13 @@ impl SandboxRoot {
     }
 }
 
+/// The jail discovery runs its tools in (`pg_restore --list`, `restic snapshots`), for an agent
+/// whose work directory is `work_dir`: it sees no sandbox, only what each tool is given.
+pub fn discovery_jail(work_dir: &Path) -> Result<Jail, SandboxError> {
+    let context = SandboxRoot::in_work_dir(work_dir)?.jail_context()?;
+    Ok(context.jail(&StrayLog::default()))
+}
+
 /// Adds search permission for others to `dir` when the agent owns it and it lacks it.
 fn let_others_pass(dir: &Path) {
     let Ok(meta) = fs::metadata(dir) else { return };
