@@ -18,7 +18,7 @@ use lifeboat_tests::postgres::PgCluster;
 use lifeboat_tests::volume::OtherVolume;
 
 /// The function a hostile dump's index calls: harmless in production, hostile in the sandbox.
-fn hostile_schema(key_path: &Path, marker: &Path) -> String {
+fn hostile_schema(key_path: &Path, marker: &Path, sleeper: &str) -> String {
     format!(
         r#"
 CREATE TABLE bookings (id int, created_at timestamptz DEFAULT now());
@@ -29,7 +29,7 @@ BEGIN
   IF current_database() = 'restored' THEN
     BEGIN key := pg_read_file('{key}'); EXCEPTION WHEN OTHERS THEN key := NULL; END;
     BEGIN
-      COPY (SELECT 1) TO PROGRAM 'touch {marker}; setsid sleep 300 > /dev/null 2>&1 &';
+      COPY (SELECT 1) TO PROGRAM 'touch {marker}; setsid {sleeper} > /dev/null 2>&1 &';
     EXCEPTION WHEN OTHERS THEN NULL;
     END;
     IF key IS NOT NULL THEN RAISE EXCEPTION 'stolen: %', key; END IF;
@@ -44,7 +44,7 @@ END $f$;
 CREATE INDEX bookings_evil ON bookings (evil(id));
 "#,
         key = key_path.display(),
-        marker = marker.display()
+        marker = marker.display(),
     )
 }
 
@@ -194,6 +194,8 @@ async fn hostile_backups_are_contained_and_reported() {
     let dir = tempfile::tempdir().expect("dir");
     let canary = format!("canary-{}", uuid::Uuid::new_v4().simple());
     let marker = PathBuf::from(format!("/tmp/lifeboat-pwned-{}", uuid::Uuid::new_v4().simple()));
+    // A duration no other process on this machine sleeps for.
+    let sleeper = format!("sleep 300.{}", std::process::id());
 
     // The agent's own secrets: its private key, and a secret in its environment.
     let identity = dir.path().join("identity");
@@ -207,7 +209,7 @@ async fn hostile_backups_are_contained_and_reported() {
 
     cluster.create_database("hostile").await.expect("db");
     cluster
-        .psql("hostile", &hostile_schema(&key, &marker))
+        .psql("hostile", &hostile_schema(&key, &marker, &sleeper))
         .await
         .expect("hostile schema");
     let url = cluster.url("hostile");
@@ -227,7 +229,7 @@ async fn hostile_backups_are_contained_and_reported() {
     pg_dump(&cluster, "hostile", &["-Fp"], &plain).await;
     let mut text = std::fs::read_to_string(&plain).expect("read dump");
     text.push_str(&format!(
-        "\n\\! touch {marker}; setsid sleep 300 > /dev/null 2>&1 &\n\\! cat {} > /tmp/lifeboat-stolen\n",
+        "\n\\! touch {marker}; setsid {sleeper} > /dev/null 2>&1 &\n\\! cat {} > /tmp/lifeboat-stolen\n",
         key.display(),
         marker = marker.display()
     ));
@@ -273,7 +275,7 @@ async fn hostile_backups_are_contained_and_reported() {
     let plain_finding = asset(&report, "hostile-plain")["findings"][0]["message"].to_string();
     assert!(plain_finding.contains("meta-command"), "{plain_finding}");
     let custom_finding = asset(&report, "hostile-custom")["findings"][0]["message"].to_string();
-    assert!(custom_finding.contains("sleep 300"), "{custom_finding}");
+    assert!(custom_finding.contains(&sleeper), "{custom_finding}");
     let archive_finding = asset(&report, "hostile-archive")["findings"][0]["message"].to_string();
     assert!(
         archive_finding.contains("escaped-by-tar") && archive_finding.contains("device"),
@@ -286,11 +288,7 @@ async fn hostile_backups_are_contained_and_reported() {
     assert!(!marker.exists(), "a program of the backup wrote to the host's /tmp");
     assert!(!Path::new("/tmp/lifeboat-stolen").exists());
     assert!(!volume.path().join("escaped-by-tar.txt").exists());
-    assert!(
-        processes_with("sleep 300").is_empty(),
-        "{:?}",
-        processes_with("sleep 300")
-    );
+    assert!(processes_with(&sleeper).is_empty(), "{:?}", processes_with(&sleeper));
     let everything = format!("{report}{stderr}");
     assert!(
         !everything.contains(&canary),

@@ -215,6 +215,18 @@ pub enum BackupError {
     Jail(#[from] crate::jail::JailError),
 }
 
+impl BackupError {
+    /// Whether the error is the agent's set-up (a missing tool, the discovery jail), not the
+    /// source's.
+    pub fn is_agent_problem(&self) -> bool {
+        match self {
+            Self::ToolMissing { .. } => true,
+            Self::Jail(err) => err.is_agent_problem(),
+            _ => false,
+        }
+    }
+}
+
 /// Finds every recovery point of a source, newest first (checksums included).
 ///
 /// A source that does not exist or cannot be listed is [`BackupError::SourceUnreadable`]; an empty

@@ -50,6 +50,9 @@ pub struct SourcePosture {
     pub point_count: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Whether `error` is the agent's set-up (the discovery jail could not run), not the source.
+    #[serde(skip)]
+    pub agent_problem: bool,
     pub safety: Safety,
 }
 
@@ -220,13 +223,15 @@ async fn assess_asset(
                     restic_password: crate::runner::restic_password(backup),
                     jail,
                 };
-                backups::discover(&spec).await.map_err(|err| err.to_string())
+                backups::discover(&spec)
+                    .await
+                    .map_err(|err| (err.to_string(), err.is_agent_problem()))
             }
-            Err(err) => Err(format!("cannot inspect backups: {err}")),
+            Err(err) => Err((format!("cannot inspect backups: {err}"), err.is_agent_problem())),
         };
-        let (points, error) = match discovered {
-            Ok(points) => (points, None),
-            Err(err) => (Vec::new(), Some(err)),
+        let (points, error, agent_problem) = match discovered {
+            Ok(points) => (points, None, false),
+            Err((err, agent_problem)) => (Vec::new(), Some(err), agent_problem),
         };
         let view = SourceView {
             name: backup.name.get_ref(),
@@ -240,6 +245,7 @@ async fn assess_asset(
             point_count: points.len(),
             points,
             error,
+            agent_problem,
             safety,
         });
     }
@@ -608,6 +614,7 @@ mod tests {
             point_count: points.len(),
             points,
             error: None,
+            agent_problem: false,
             safety: Safety {
                 backup: "nightly".into(),
                 shares: None,

@@ -157,12 +157,18 @@ impl Runner {
     }
 
     /// Discovers the recovery points of every backup source of `asset`, newest first.
-    pub async fn candidates(&self, asset: &str) -> (Vec<Candidate>, Vec<String>) {
+    pub async fn candidates(&self, asset: &str) -> (Vec<Candidate>, Vec<SourceProblem>) {
         let mut candidates = Vec::new();
         let mut problems = Vec::new();
         let jail = match self.sandboxes.jail_context() {
             Ok(context) => context.jail(&crate::jail::StrayLog::default()),
-            Err(err) => return (candidates, vec![format!("cannot inspect backups: {err}")]),
+            Err(err) => {
+                let problem = SourceProblem {
+                    message: format!("cannot inspect backups: {err}"),
+                    agent_problem: err.is_agent_problem(),
+                };
+                return (candidates, vec![problem]);
+            }
         };
         for backup in self.backups_of(asset) {
             let spec = SourceSpec {
@@ -176,7 +182,10 @@ impl Runner {
                     backup: backup.name.get_ref().clone(),
                     point,
                 })),
-                Err(err) => problems.push(format!("{}: {err}", backup.name.get_ref())),
+                Err(err) => problems.push(SourceProblem {
+                    message: format!("{}: {err}", backup.name.get_ref()),
+                    agent_problem: err.is_agent_problem(),
+                }),
             }
         }
         candidates.sort_by_key(|candidate| std::cmp::Reverse(candidate.point.created_at));
@@ -524,8 +533,15 @@ impl Runner {
     }
 }
 
+/// A backup source that could not be read, and whether that is the agent's set-up.
+#[derive(Debug, Clone)]
+pub struct SourceProblem {
+    pub message: String,
+    pub agent_problem: bool,
+}
+
 /// The recovery points a posture scan found, newest first, and the sources it could not read.
-fn candidates_of(posture: &AssetPosture) -> (Vec<Candidate>, Vec<String>) {
+fn candidates_of(posture: &AssetPosture) -> (Vec<Candidate>, Vec<SourceProblem>) {
     let mut candidates: Vec<Candidate> = posture
         .sources
         .iter()
@@ -540,7 +556,12 @@ fn candidates_of(posture: &AssetPosture) -> (Vec<Candidate>, Vec<String>) {
     let problems = posture
         .sources
         .iter()
-        .filter_map(|source| source.error.as_ref().map(|error| format!("{}: {error}", source.backup)))
+        .filter_map(|source| {
+            source.error.as_ref().map(|error| SourceProblem {
+                message: format!("{}: {error}", source.backup),
+                agent_problem: source.agent_problem,
+            })
+        })
         .collect();
     (candidates, problems)
 }

@@ -24,13 +24,53 @@ const MAX_REPORTED: usize = 5;
 /// Quoted meta-commands are cut to this many characters.
 const MAX_QUOTED_CHARS: usize = 120;
 
+/// Meta-commands that run programs, read or write files, or change the environment: a dump that
+/// carries one is hostile (`\!`, `\o |cmd`, `\copy … program`, `\i file`, …).
+const DANGEROUS: [&str; 18] = [
+    "!",
+    "o",
+    "out",
+    "g",
+    "gx",
+    "w",
+    "write",
+    "copy",
+    "i",
+    "include",
+    "ir",
+    "include_relative",
+    "setenv",
+    "lo_export",
+    "lo_import",
+    "cd",
+    "s",
+    "gexec",
+];
+
 /// What feeding a dump found.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct FeedReport {
-    /// Meta-command lines outside `COPY` data other than `\restrict`/`\unrestrict`, quoted.
+    /// Meta-command lines outside `COPY` data that run programs or touch files, quoted.
     pub meta_commands: Vec<String>,
     /// How many there were in all.
     pub meta_command_count: usize,
+    /// Other meta-commands (`\connect`, `\set`, …), which `pg_dump` does not write either and
+    /// `psql` refuses in restricted mode: quoted, for the restore's error.
+    pub other_meta_commands: Vec<String>,
+}
+
+/// Whether a meta-command line (`\name args`) runs programs or touches files.
+fn is_dangerous(line: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(trim_newline(line));
+    let name: String = text
+        .trim_start()
+        .trim_start_matches('\\')
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '!')
+        .collect();
+    let name = name.to_ascii_lowercase();
+    // `\!` may be written without a space before its command.
+    name.starts_with('!') || DANGEROUS.contains(&name.as_str())
 }
 
 /// A key for `\restrict`: random, alphanumeric.
@@ -136,10 +176,17 @@ pub fn feed(path: &Path, gzip: bool, restrict: Option<&str>, out: impl Write) ->
                 continue;
             }
             if meta {
-                report.meta_command_count += 1;
-                if report.meta_commands.len() < MAX_REPORTED {
-                    let text = String::from_utf8_lossy(trim_newline(&line));
-                    report.meta_commands.push(text.chars().take(MAX_QUOTED_CHARS).collect());
+                let quoted: String = String::from_utf8_lossy(trim_newline(&line))
+                    .chars()
+                    .take(MAX_QUOTED_CHARS)
+                    .collect();
+                if is_dangerous(&line) {
+                    report.meta_command_count += 1;
+                    if report.meta_commands.len() < MAX_REPORTED {
+                        report.meta_commands.push(quoted);
+                    }
+                } else if report.other_meta_commands.len() < MAX_REPORTED {
+                    report.other_meta_commands.push(quoted);
                 }
             }
             if !meta || restrict.is_some() {
@@ -195,6 +242,7 @@ mod tests {
         \\! not a command: data\n\
         \\.\n\
         \\! id > /tmp/pwned\n\
+        \\connect other\n\
         \\unrestrict abcDEF\n";
 
     fn write_dump(text: &str) -> tempfile::NamedTempFile {
@@ -227,6 +275,7 @@ mod tests {
         );
         assert_eq!(report.meta_command_count, 1);
         assert_eq!(report.meta_commands, ["\\! id > /tmp/pwned"]);
+        assert_eq!(report.other_meta_commands, ["\\connect other"]);
 
         let mut unrestricted = Vec::new();
         feed(dump.path(), false, None, &mut unrestricted).unwrap();

@@ -237,8 +237,34 @@ fn when(time: DateTime<Utc>) -> String {
 }
 
 /// The finding for an asset without any recovery point.
-pub fn no_backup(asset: &AssetConfig, backups: &[&BackupConfig], problems: &[String]) -> AssetReport {
+pub fn no_backup(
+    asset: &AssetConfig,
+    backups: &[&BackupConfig],
+    problems: &[crate::runner::SourceProblem],
+) -> AssetReport {
     let name = asset.name.get_ref();
+    if !problems.is_empty() && problems.iter().all(|problem| problem.agent_problem) {
+        let messages: Vec<&str> = problems.iter().map(|problem| problem.message.as_str()).collect();
+        let finding = Finding::new(
+            FindingKind::AgentMisconfigured,
+            name.as_str(),
+            format!(
+                "The agent could not look at the backups of {name}: {}. This is the agent's set-up, not the backups; no backup was judged.",
+                messages.join("; ")
+            ),
+        )
+        .with_evidence(json!({"problems": messages}))
+        .with_remediation(
+            "Fix the agent's machine as the message says (`lifeboat-agent doctor` checks every prerequisite), then run the test again.",
+        );
+        return AssetReport {
+            asset: name.clone(),
+            recoverable: false,
+            findings: vec![finding],
+            runs: Vec::new(),
+        };
+    }
+    let problems: Vec<&str> = problems.iter().map(|problem| problem.message.as_str()).collect();
     let sources: Vec<&str> = backups.iter().map(|backup| backup.name.get_ref().as_str()).collect();
     let message = match (sources.as_slice(), problems.is_empty()) {
         ([], _) => format!("No backup source is declared for {name}."),

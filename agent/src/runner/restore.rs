@@ -238,7 +238,14 @@ async fn restore_plain(
             report.meta_commands.first().map(String::as_str).unwrap_or_default()
         ));
     }
-    tool_result(output?, "psql")?;
+    let output = output?;
+    if !output.success() && !report.other_meta_commands.is_empty() && output.stderr.contains("restricted") {
+        return Err(RestoreError::Tool(format!(
+            "the plain dump uses psql meta-commands that pg_dump does not write (`{}`): only a plain pg_dump of one database restores; dump without --create, or use the custom format",
+            report.other_meta_commands.join("`, `")
+        )));
+    }
+    tool_result(output, "psql")?;
     Ok(())
 }
 

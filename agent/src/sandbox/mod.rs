@@ -468,6 +468,11 @@ impl Drop for Sandbox {
         if self.released {
             return;
         }
+        // A jail dropped with this sandbox (a cancelled initdb, restore or server) was sent
+        // SIGKILL but may still be dying: make sure nothing runs from here before removing it.
+        if let Err(errno) = crate::procfs::stop_servers_of(&self.dir, None, Duration::ZERO) {
+            tracing::warn!(dir = %self.dir.display(), %errno, "cannot stop what runs from a dropped sandbox");
+        }
         match remove_dir(&self.dir) {
             Ok(()) => tracing::debug!(dir = %self.dir.display(), "sandbox removed on drop"),
             Err(err) => tracing::warn!(

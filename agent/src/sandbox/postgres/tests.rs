@@ -161,13 +161,17 @@ async fn what_a_restore_makes_the_server_run_is_seen_contained_and_killed() {
     assert!(err.contains("No such file"), "{err}");
 
     // A program started through the shell is the tripwire, seen by the watcher.
-    let copied = sqlx::query("COPY (SELECT 1) TO PROGRAM 'setsid sleep 300 &'")
-        .execute(&mut connection)
-        .await;
+    // A duration no other process on this machine sleeps for.
+    let sleeper = format!("sleep 300.{}", std::process::id());
+    let copied = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "COPY (SELECT 1) TO PROGRAM 'setsid {sleeper} &'"
+    )))
+    .execute(&mut connection)
+    .await;
     assert!(copied.is_err(), "the shell ran");
     let strays = sandbox.sandbox().strays();
     assert!(
-        strays.iter().any(|stray| stray.command_line.contains("sleep 300")),
+        strays.iter().any(|stray| stray.command_line.contains(&sleeper)),
         "{strays:?}"
     );
     let _closed = connection.close().await;
@@ -175,7 +179,7 @@ async fn what_a_restore_makes_the_server_run_is_seen_contained_and_killed() {
     assert_server_gone(&data_dir);
     let sleepers: Vec<_> = procfs::all_processes()
         .into_iter()
-        .filter(|(pid, _)| procfs::command_line(*pid).contains("sleep 300"))
+        .filter(|(pid, _)| procfs::command_line(*pid).contains(&sleeper))
         .collect();
     assert!(sleepers.is_empty(), "{sleepers:?}");
 }
