@@ -13,13 +13,16 @@
 # not what is measured.
 #
 # Each round runs, in rotating order (A B C, B C A, C A B, …), with `sync` between runs:
-#   A  lifeboat-agent check --config agent.toml --output json: sandbox (initdb + pg_ctl start,
-#      fsync=off), pg_restore --jobs=<cores>, a `sql` check and a `row_counts` check (which also
-#      counts rows in production), cleanup.
+#   A  lifeboat-agent check --config agent.toml --output json: a posture scan, the sandbox
+#      (initdb + the server, fsync=off, in the restore jail as lifeboat-sandbox), pg_restore
+#      --jobs=<cores> in the jail, a `sql` check and a `row_counts` check (which also counts rows
+#      in production), cleanup. Judged by its run's outcome (`passed`), not by the verdict: the
+#      bench's dumps sit on production's own disk, which makes the asset not recoverable.
 #   B  the naive script: initdb + pg_ctl start (default settings, fsync on) + createdb +
 #      pg_restore -j 1 + one query + pg_ctl stop + rm -rf.
-#   C  the same with pg_restore -j 2.
-# Then medians and the ratios A/B (aim ≤ 1.0) and A/C (aim ≤ 1.10).
+#   C  the tuned script: the same with pg_restore -j 2 and the server started with fsync=off
+#      (what an expert writes for a throw-away restore).
+# Then medians and the ratios A/B (aim ≤ 0.85) and A/C (aim ≤ 1.05; the jail alone ≤ 1.10).
 #
 # Memory: peak RSS of the agent process itself (VmHWM of /proc/<pid>/status, sampled until it
 # exits), the peak summed RSS of its pg_restore processes, the peak PSS of the sandbox server
@@ -226,7 +229,8 @@ run_agent() {
     seconds=$(since "$started")
     wait "$SAMPLER_PID" 2>/dev/null || true
     SAMPLER_PID=
-    if [[ $status -ne 0 ]] || [[ $(jq -r .recoverable "$out") != true ]]; then
+    # Exit 1 is "not recoverable" (the dumps are on production's disk); the run itself must pass.
+    if [[ $status -gt 1 ]] || [[ $(jq -r '.assets[0].runs[-1].outcome' "$out") != passed ]]; then
         echo "lifeboat-agent check failed (exit $status):" >&2
         cat "$err" >&2
         jq . "$out" >&2 || cat "$out" >&2
@@ -240,23 +244,24 @@ run_agent() {
     echo "$seconds $(cat "$rss") $maxrss $restore $checks"
 }
 
-# B/C: the naive script, exactly as a person would write it (default settings: fsync on); its
-# socket goes into the bench directory. Prints the seconds; a failure ends the benchmark.
+# B/C: the script a person would write; B with default settings (fsync on) and -j 1, C tuned
+# (fsync=off, -j 2). Its socket goes into the bench directory. Prints the seconds; a failure ends
+# the benchmark.
 run_naive() {
-    local jobs=$1 dir=$BENCH/naive/run port started status=0
+    local jobs=$1 settings=$2 dir=$BENCH/naive/run port started status=0
     as_pg rm -rf "$dir" "$dir.log"
     port=$(free_port)
     started=$(now)
     as_pg bash -euo pipefail -c '
-        bin=$1; dir=$2; port=$3; jobs=$4; dump=$5; accounts=$6
+        bin=$1; dir=$2; port=$3; jobs=$4; dump=$5; accounts=$6; settings=$7
         $bin/initdb -A trust -D "$dir" >/dev/null
-        $bin/pg_ctl -D "$dir" -l "$dir.log" -o "-p $port -k $(dirname "$dir") -c listen_addresses=127.0.0.1" -w start >/dev/null
+        $bin/pg_ctl -D "$dir" -l "$dir.log" -o "-p $port -k $(dirname "$dir") -c listen_addresses=127.0.0.1 $settings" -w start >/dev/null
         $bin/createdb -h 127.0.0.1 -p "$port" restored
         $bin/pg_restore -j "$jobs" -h 127.0.0.1 -p "$port" -d restored "$dump"
         test "$($bin/psql -X -At -h 127.0.0.1 -p "$port" -d restored -c "select count(*) = $accounts from pgbench_accounts")" = t
         $bin/pg_ctl -D "$dir" -w stop >/dev/null
         rm -rf "$dir" "$dir.log"
-    ' naive "$PG_BIN" "$dir" "$port" "$jobs" "$DUMP" "$ACCOUNTS" || status=$?
+    ' naive "$PG_BIN" "$dir" "$port" "$jobs" "$DUMP" "$ACCOUNTS" "$settings" || status=$?
     if ((status != 0)); then
         echo "the naive script (pg_restore -j $jobs) failed (exit $status); server log:" >&2
         cat "$dir.log" >&2 2>/dev/null || true
@@ -300,12 +305,12 @@ for ((round = 1; round <= ROUNDS; round++)); do
                     "$round" "$t" "$restore" "$checks" "$(mib "$hwm")" "$(mib "$rrss")" "$(mib "$spss")" "$(mib "$maxrss")"
                 ;;
             B)
-                run_naive 1 >"$BENCH/naive-line"; t=$(<"$BENCH/naive-line"); TB+=("$t")
+                run_naive 1 "" >"$BENCH/naive-line"; t=$(<"$BENCH/naive-line"); TB+=("$t")
                 printf 'round %d  B naive, pg_restore -j 1   %8.2f s\n' "$round" "$t"
                 ;;
             C)
-                run_naive 2 >"$BENCH/naive-line"; t=$(<"$BENCH/naive-line"); TC+=("$t")
-                printf 'round %d  C naive, pg_restore -j 2   %8.2f s\n' "$round" "$t"
+                run_naive 2 "-c fsync=off -c full_page_writes=off -c synchronous_commit=off" >"$BENCH/naive-line"; t=$(<"$BENCH/naive-line"); TC+=("$t")
+                printf 'round %d  C tuned, -j 2, fsync=off   %8.2f s\n' "$round" "$t"
                 ;;
         esac
     done
@@ -324,9 +329,9 @@ database            $DB_SIZE ($DB_BYTES bytes), pgbench_accounts $ACCOUNTS rows,
 dump (pg_dump -Fc)  $DUMP_SIZE
 A lifeboat check    median $MA s   [${TA[*]}]
 B naive -j 1        median $MB s   [${TB[*]}]
-C naive -j 2        median $MC s   [${TC[*]}]
-A/B                 $(ratio "$MA" "$MB")   (aim ≤ 1.0)
-A/C                 $(ratio "$MA" "$MC")   (aim ≤ 1.10)
+C tuned -j 2 fsync=off median $MC s   [${TC[*]}]
+A/B                 $(ratio "$MA" "$MB")   (aim ≤ 0.85)
+A/C                 $(ratio "$MA" "$MC")   (aim ≤ 1.05; with the jail ≤ 1.10)
 agent idle RSS      $(mib "$IDLE_KB")   (peak RSS of \`check\` with no assets; aim ≤ 20 MB)
 agent peak RSS      $(mib "$(max "${HWM[@]}")")   (the agent process itself, during the restore test)
 pg_restore peak     $(mib "$(max "${RESTORE_RSS[@]}")")   (RSS summed over the agent's pg_restore processes)
