@@ -146,13 +146,13 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 }),
             )?;
             let (assets, assessment) = runner.run_all().await;
-            let report = crate::runner::report::CheckOutput::new(assets, Some(&assessment));
+            let report = crate::verdict::CheckOutput::new(assets, Some(&assessment));
             match output {
                 Output::Json => println!(
                     "{}",
                     serde_json::to_string_pretty(&scrubber.json(serde_json::to_value(&report)?))?
                 ),
-                Output::Text => print!("{}", scrubber.text(&crate::runner::report::render(&report))),
+                Output::Text => print!("{}", scrubber.text(&crate::verdict::render(&report))),
             }
             return Ok(if report.recoverable {
                 ExitCode::SUCCESS

@@ -37,7 +37,8 @@ pub fn hello() -> Hello {
 /// Runs the daemon until `shutdown`; everything it sends goes through `scrubber`.
 pub async fn run(config: AgentConfig, scrubber: Arc<Scrubber>, shutdown: CancellationToken) -> anyhow::Result<()> {
     lifeboat_shared::tls::install_crypto_provider();
-    let identity = IdentityStore::Dir(config.agent.identity_dir.clone());
+    let (coordinator, identity_dir) = config.daemon_settings()?;
+    let identity = IdentityStore::Dir(identity_dir);
     let current = identity.load()?;
     current.ensure_valid()?;
     let spool_dir = config.agent.work_dir.join("spool");
@@ -76,7 +77,7 @@ pub async fn run(config: AgentConfig, scrubber: Arc<Scrubber>, shutdown: Cancell
     ));
     let session = AgentSession {
         settings: SessionSettings {
-            coordinator: config.agent.coordinator.clone(),
+            coordinator: coordinator.clone(),
             hello: scrubber.hello(hello()),
             inventory: scrubber.inventory(config.inventory()),
             reconnect: ReconnectPolicy::default(),
@@ -88,7 +89,7 @@ pub async fn run(config: AgentConfig, scrubber: Arc<Scrubber>, shutdown: Cancell
         outbox: Some(Arc::new(tokio::sync::Mutex::new(progress_rx))),
     };
     let stop = shutdown.child_token();
-    let renewal = crate::renewal::run(config.agent.coordinator.clone(), identity, stop.clone());
+    let renewal = crate::renewal::run(coordinator, identity, stop.clone());
     let session = session.run(stop.clone());
     tokio::pin!(renewal, session);
     let outcome = tokio::select! {
@@ -193,11 +194,11 @@ async fn execute_assignments(
         let crate::session::SessionEvent::Assignment(assignment) = event else {
             continue;
         };
-        let Some(test) = runner
+        let Some(asset) = runner
             .config
-            .test
+            .asset
             .iter()
-            .find(|test| *test.asset.get_ref() == assignment.asset)
+            .find(|asset| *asset.name.get_ref() == assignment.asset && runner.config.tests_of(asset.name.get_ref()).next().is_some())
         else {
             tracing::warn!(asset = %assignment.asset, "assigned a run for an asset this agent does not test");
             continue;
@@ -207,7 +208,7 @@ async fn execute_assignments(
             *current = run_id;
         }
         let assessment = runner.posture().await;
-        let report = runner.run_test(test, assessment.asset(&assignment.asset)).await;
+        let report = runner.run_asset(asset, assessment.asset(&assignment.asset)).await;
         if let Ok(mut current) = current_run.lock() {
             *current = None;
         }

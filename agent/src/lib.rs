@@ -11,7 +11,8 @@
 //! - [`reconnect`]: exponential backoff with full jitter.
 //! - [`renewal`]: certificate renewal at 2/3 of its life.
 //! - [`posture`]: recovery posture: locations, co-location, credentials, blast radius, history.
-//! - [`runner`]: restore tests: sandbox, restore, checks, measurements, findings.
+//! - [`runner`]: restore tests: which points, sandbox, restore, checks, measurements.
+//! - [`verdict`]: whether an asset can be recovered right now, and the findings that say why.
 //! - [`backups`]: backup sources and their recovery points.
 //! - [`sandbox`]: throw-away PostgreSQL clusters and directories restores go into; the janitor.
 //! - [`jail`]: bubblewrap jails, as the sandbox user, for every process that reads backup content.
@@ -44,3 +45,4 @@ pub mod scan;
 pub mod scrub;
 pub mod session;
 pub mod spool;
+pub mod verdict;

@@ -1,4 +1,5 @@
-//! Human durations: `90s`, `30m`, `24h`, `7d`, `1h30m`, as written in configs and flags.
+//! Human durations: `90s`, `30m`, `24h`, `7d`, `1h30m`, as written in configs and flags; and
+//! [`human`], the one way every report, page and ticket writes a duration for people.
 
 use std::fmt;
 use std::str::FromStr;
@@ -97,9 +98,41 @@ impl<'de> Deserialize<'de> for HumanDuration {
     }
 }
 
+/// Writes a number of seconds for people, rounded to the nearest unit: `42 s`, `47 min`,
+/// `5 h`, `92 days` (singular for 1: `1 day`). Negative and non-finite values read as 0.
+pub fn human(seconds: f64) -> String {
+    let seconds = if seconds.is_finite() { seconds.max(0.0) } else { 0.0 };
+    let (amount, unit, units) = if seconds < 120.0 {
+        (seconds, "s", "s")
+    } else if seconds < 2.0 * 3_600.0 {
+        (seconds / 60.0, "min", "min")
+    } else if seconds < 2.0 * 86_400.0 {
+        (seconds / 3_600.0, "h", "h")
+    } else {
+        (seconds / 86_400.0, "day", "days")
+    };
+    if unit == "s" && seconds < 10.0 && seconds.fract() != 0.0 {
+        return format!("{seconds:.1} s");
+    }
+    let rounded = amount.round();
+    format!("{rounded:.0} {}", if rounded == 1.0 { unit } else { units })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn people_read_rounded_durations() {
+        assert_eq!(human(0.2), "0.2 s");
+        assert_eq!(human(42.0), "42 s");
+        assert_eq!(human(2_870.0), "48 min");
+        assert_eq!(human(5.0 * 3_600.0), "5 h");
+        assert_eq!(human(92.0 * 86_400.0), "92 days");
+        assert_eq!(human(1.6 * 86_400.0 * 1.25), "2 days");
+        assert_eq!(human(-3.0), "0 s");
+        assert_eq!(human(f64::NAN), "0 s");
+    }
 
     #[test]
     fn parses_operator_notation() {

@@ -75,7 +75,7 @@ catalogue! {
     RestoreCheckFailed => "restore.check_failed", Critical;
     RestoreRtoExceeded => "restore.rto_exceeded", High;
     RestoreTimedOut => "restore.timed_out", Critical;
-    DriftDetected => "drift.detected", Info;
+    DriftDetected => "drift.detected", Medium;
     CredentialExposed => "credential.exposed", High;
     CredentialDestructiveScope => "credential.destructive_scope", High;
     CredentialPurposeMismatch => "credential.purpose_mismatch", High;
@@ -89,6 +89,7 @@ catalogue! {
     ChannelFailing => "channel.failing", High;
     RestoreHostile => "restore.hostile", Critical;
     AgentMisconfigured => "agent.misconfigured", High;
+    RestoreDataLoss => "restore.data_loss", Critical;
 }
 
 /// Error for a finding code outside the catalogue.
@@ -154,6 +155,11 @@ impl Finding {
         self
     }
 
+    /// The finding in one line, as every text surface writes it: `CRITICAL backup.stale: …`.
+    pub fn one_line(&self) -> String {
+        format!("{} {}: {}", self.severity.as_str().to_uppercase(), self.kind, self.message)
+    }
+
     pub fn with_remediation(mut self, remediation: impl Into<String>) -> Self {
         self.remediation = remediation.into();
         self
@@ -171,7 +177,7 @@ mod tests {
             assert!(seen.insert(kind.code()), "duplicate code {}", kind.code());
             assert_eq!(kind.code().parse::<FindingKind>(), Ok(*kind));
         }
-        assert_eq!(seen.len(), 21);
+        assert_eq!(seen.len(), 22);
     }
 
     #[test]

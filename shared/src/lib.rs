@@ -19,6 +19,7 @@ pub mod env_string;
 pub mod findings;
 pub mod ids;
 pub mod protocol;
+pub mod schedule;
 pub mod shutdown;
 pub mod telemetry;
 pub mod tls;

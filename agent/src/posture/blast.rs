@@ -12,7 +12,7 @@ use serde_json::json;
 use crate::credentials::scope::Hits;
 use crate::posture::credentials::AnalysedCredential;
 use crate::posture::locations::{self, Placed, Shared};
-use crate::runner::report::human;
+use lifeboat_shared::durations::human;
 
 /// One backup source as the blast-radius analysis sees it.
 #[derive(Debug, Clone)]

@@ -13,7 +13,7 @@ use lifeboat_shared::findings::{Finding, FindingKind, Severity};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
-use crate::runner::report::human;
+use lifeboat_shared::durations::human;
 
 /// A recovery point as remembered between scans.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -38,7 +38,7 @@ use crate::posture::credentials::{AnalysedCredential, Discovery, DiscoveryStats}
 use crate::posture::history::{PointSeen, State, StateFile};
 use crate::posture::locations::{Placed, Shared};
 use crate::runner::psql;
-use crate::runner::report::human;
+use lifeboat_shared::durations::human;
 
 /// One backup source of an asset, as the posture scan found it.
 #[derive(Debug, Clone, Serialize)]

@@ -10,10 +10,10 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use sqlx::Row as _;
 
-use crate::config::CheckConfig;
+use crate::config::{CheckKind, CheckSpec, Tolerance};
+use crate::verdict::CheckReport;
 use crate::jail::{Jail, Shells};
 use crate::runner::psql::{self, Connection};
 use crate::runner::sqlite_cli;
@@ -73,67 +73,28 @@ pub enum Production {
     Sqlite(PathBuf),
 }
 
-/// The outcome of one check.
-#[derive(Debug, Clone, Serialize)]
-pub struct CheckReport {
-    pub name: String,
-    pub kind: &'static str,
-    pub passed: bool,
-    /// What happened, in words (`expected true, got false`).
-    pub message: String,
-    pub seconds: f64,
-    /// Schema differences found by a `schema` check (drift), `+` in production, `-` gone.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub drift: Vec<String>,
-}
-
-/// Returns the kind of a check from the fields that are set.
-pub fn kind(check: &CheckConfig) -> &'static str {
-    if check.sql.is_some() {
-        "sql"
-    } else if check.row_counts.is_some() {
-        "row_counts"
-    } else if check.schema == Some(true) {
-        "schema"
-    } else if check.transaction.is_some() {
-        "transaction"
-    } else if check.service.is_some() || check.http.is_some() {
-        "service"
-    } else if check.command.is_some() {
-        "command"
-    } else if check.integrity == Some(true) {
-        "integrity"
-    } else {
-        "unknown"
-    }
-}
-
 /// Runs one check.
 pub async fn run(
-    check: &CheckConfig,
+    check: &CheckSpec,
     target: &Target,
     production: Option<&Production>,
     timeout: Duration,
 ) -> CheckReport {
     let started = Instant::now();
-    let kind = kind(check);
-    let (passed, message, drift) = match kind {
-        "sql" => sql_check(check, target, timeout).await,
-        "row_counts" => row_counts_check(check, target, production, timeout).await,
-        "schema" => schema_check(target, production, timeout).await,
-        "transaction" => transaction_check(check, target, timeout).await,
-        "service" => crate::runner::service::check(check, target, timeout).await,
-        "command" => command_check(check, target, timeout).await,
-        "integrity" => integrity_check(target, timeout).await,
-        _ => (
-            false,
-            "the check sets none of sql, row_counts, schema, transaction, command, service, integrity".into(),
-            vec![],
-        ),
+    let (passed, message, drift) = match &check.kind {
+        CheckKind::Sql { sql, min, max } => sql_check(sql, *min, *max, target, timeout).await,
+        CheckKind::RowCounts { tables, tolerance } => {
+            row_counts_check(tables, *tolerance, target, production, timeout).await
+        }
+        CheckKind::Schema => schema_check(target, production, timeout).await,
+        CheckKind::Transaction { sql } => transaction_check(sql, target, timeout).await,
+        CheckKind::Service { .. } => crate::runner::service::check(check, target, timeout).await,
+        CheckKind::Command { command } => command_check(check, command, target, timeout).await,
+        CheckKind::Integrity => integrity_check(target, timeout).await,
     };
     CheckReport {
         name: check.name.clone(),
-        kind,
+        kind: check.kind.name(),
         passed,
         message,
         seconds: started.elapsed().as_secs_f64(),
@@ -212,8 +173,7 @@ pub fn judge(value: Option<&str>, min: Option<f64>, max: Option<f64>) -> (bool, 
     (true, format!("{value} within bounds"))
 }
 
-async fn sql_check(check: &CheckConfig, target: &Target, timeout: Duration) -> Outcome {
-    let sql = check.sql.as_deref().unwrap_or_default();
+async fn sql_check(sql: &str, min: Option<f64>, max: Option<f64>, target: &Target, timeout: Duration) -> Outcome {
     let value = match target {
         Target::Postgres { connection, .. } => connection.scalar(sql, timeout).await.map_err(|err| err.to_string()),
         Target::Sqlite { path, jail } => sqlite_cli::scalar(jail, path, sql, timeout).await,
@@ -221,26 +181,10 @@ async fn sql_check(check: &CheckConfig, target: &Target, timeout: Duration) -> O
     };
     match value {
         Ok(value) => {
-            let (passed, message) = judge(value.as_deref(), check.min, check.max);
+            let (passed, message) = judge(value.as_deref(), min, max);
             (passed, message, vec![])
         }
         Err(err) => fail(format!("query failed: {err}")),
-    }
-}
-
-/// Parses a tolerance such as `5%` (fraction 0.05) or `100` (absolute rows).
-fn tolerance(text: Option<&str>) -> Result<(f64, bool), String> {
-    let Some(text) = text else { return Ok((0.0, false)) };
-    let text = text.trim();
-    if let Some(percent) = text.strip_suffix('%') {
-        let value: f64 = percent
-            .trim()
-            .parse()
-            .map_err(|_| format!("invalid tolerance {text:?}"))?;
-        Ok((value / 100.0, true))
-    } else {
-        let value: f64 = text.parse().map_err(|_| format!("invalid tolerance {text:?}"))?;
-        Ok((value, false))
     }
 }
 
@@ -256,36 +200,35 @@ async fn count_rows(target: &Target, table: &str, timeout: Duration) -> Result<i
         .ok_or_else(|| format!("no count for {table}"))
 }
 
+/// Runs `sql` against production (read-only) and returns the first column of the first row.
+pub(crate) async fn production_scalar(production: &Production, sql: &str, timeout: Duration) -> Result<Option<String>, String> {
+    match production {
+        Production::Postgres(connection) => connection.scalar(sql, timeout).await.map_err(|err| err.to_string()),
+        Production::Sqlite(path) => production_sqlite_scalar(path, sql).await,
+    }
+}
+
 async fn count_production_rows(production: &Production, table: &str, timeout: Duration) -> Result<i64, String> {
     let sql = format!("select count(*) from {}", psql::quote_identifier(table));
-    let value = match production {
-        Production::Postgres(connection) => connection.scalar(&sql, timeout).await.map_err(|err| err.to_string())?,
-        Production::Sqlite(path) => production_sqlite_scalar(path, &sql).await?,
-    };
-    value
+    production_scalar(production, &sql, timeout)
+        .await?
         .and_then(|value| value.parse().ok())
         .ok_or_else(|| format!("no count for {table} in production"))
 }
 
 async fn row_counts_check(
-    check: &CheckConfig,
+    tables: &[String],
+    tolerance: Tolerance,
     target: &Target,
     production: Option<&Production>,
     timeout: Duration,
 ) -> Outcome {
-    let Some(spec) = &check.row_counts else {
-        return fail("no row_counts");
-    };
     let Some(production) = production else {
         return fail("row_counts needs the asset's production url or path to compare against");
     };
-    let (allowed, relative) = match tolerance(spec.tolerance.as_deref()) {
-        Ok(tolerance) => tolerance,
-        Err(err) => return fail(err),
-    };
     let mut problems = Vec::new();
     let mut seen = Vec::new();
-    for table in &spec.tables {
+    for table in tables {
         let restored = match count_rows(target, table, timeout).await {
             Ok(count) => count,
             Err(err) => {
@@ -301,12 +244,7 @@ async fn row_counts_check(
             }
         };
         let difference = (live - restored).unsigned_abs() as f64;
-        let limit = if relative {
-            allowed * live.max(1) as f64
-        } else {
-            allowed
-        };
-        if difference > limit {
+        if difference > tolerance.allowed(live) {
             problems.push(format!("{table}: restored {restored} rows, production has {live}"));
         } else {
             seen.push(format!("{table} {restored}/{live}"));
@@ -323,7 +261,7 @@ async fn row_counts_check(
     }
 }
 
-const POSTGRES_SCHEMA_SQL: &str = "\
+pub(crate) const POSTGRES_SCHEMA_SQL: &str = "\
 select 'table ' || table_schema || '.' || table_name from information_schema.tables \
  where table_schema not in ('pg_catalog', 'information_schema') and table_type = 'BASE TABLE' \
 union all select 'column ' || table_schema || '.' || table_name || '.' || column_name || ' ' || data_type \
@@ -332,7 +270,7 @@ union all select 'index ' || schemaname || '.' || indexname from pg_indexes \
  where schemaname not in ('pg_catalog', 'information_schema') \
 union all select 'extension ' || extname from pg_extension where extname <> 'plpgsql'";
 
-const SQLITE_SCHEMA_SQL: &str = "\
+pub(crate) const SQLITE_SCHEMA_SQL: &str = "\
 select 'table ' || m.name from sqlite_master m where m.type = 'table' and m.name not like 'sqlite_%' \
 union all select 'column ' || m.name || '.' || p.name || ' ' || lower(p.type) from sqlite_master m \
  join pragma_table_info(m.name) p where m.type = 'table' and m.name not like 'sqlite_%' \
@@ -414,8 +352,7 @@ async fn schema_check(target: &Target, production: Option<&Production>, timeout:
     (true, message, drift)
 }
 
-async fn transaction_check(check: &CheckConfig, target: &Target, timeout: Duration) -> Outcome {
-    let script = check.transaction.as_deref().unwrap_or_default();
+async fn transaction_check(script: &str, target: &Target, timeout: Duration) -> Outcome {
     match target {
         Target::Postgres { connection, .. } => match connection.script(script, timeout).await {
             Ok(()) => (true, "the workflow committed".into(), vec![]),
@@ -447,7 +384,7 @@ pub fn sandbox_env(target: &Target) -> Vec<(String, String)> {
 
 /// The jail for the operator's own program: the sandbox's, real shells, and the paths the check
 /// names, read-only.
-pub fn operator_jail(check: &CheckConfig, target: &Target) -> Jail {
+pub fn operator_jail(check: &CheckSpec, target: &Target) -> Jail {
     check
         .paths
         .iter()
@@ -456,8 +393,7 @@ pub fn operator_jail(check: &CheckConfig, target: &Target) -> Jail {
         })
 }
 
-async fn command_check(check: &CheckConfig, target: &Target, timeout: Duration) -> Outcome {
-    let command_line = check.command.as_deref().unwrap_or_default();
+async fn command_check(check: &CheckSpec, command_line: &str, target: &Target, timeout: Duration) -> Outcome {
     // The operator's own command: real shells, and no process of it counts as a stray.
     let output = operator_jail(check, target)
         .command("sh")
@@ -568,12 +504,6 @@ mod tests {
         assert!(!judge(Some("hello"), None, None).0);
     }
 
-    #[test]
-    fn tolerances_parse() {
-        assert_eq!(tolerance(Some("5%")), Ok((0.05, true)));
-        assert_eq!(tolerance(Some("100")), Ok((100.0, false)));
-        assert!(tolerance(Some("lots")).is_err());
-    }
 
     #[test]
     fn drift_lists_both_directions() {

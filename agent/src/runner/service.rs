@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use crate::config::CheckConfig;
+use crate::config::{CheckKind, CheckSpec};
 use crate::runner::checks::{Target, sandbox_env};
 
 /// The port the service gets inside its jail (nothing else listens there).
@@ -50,15 +50,18 @@ pub struct ProbeArgs {
 }
 
 /// Runs a service check; returns (passed, message, drift).
-pub async fn check(check: &CheckConfig, target: &Target, timeout: Duration) -> (bool, String, Vec<String>) {
-    let port = SERVICE_PORT.to_string();
-    let Some(url) = check.http.as_deref().map(|url| url.replace("{port}", &port)) else {
-        return (
-            false,
-            "a service check needs http = \"http://127.0.0.1:{port}/...\"".into(),
-            vec![],
-        );
+pub async fn check(check: &CheckSpec, target: &Target, timeout: Duration) -> (bool, String, Vec<String>) {
+    let CheckKind::Service {
+        service,
+        http,
+        expect_status,
+        expect_body,
+    } = &check.kind
+    else {
+        return (false, "not a service check".into(), vec![]);
     };
+    let port = SERVICE_PORT.to_string();
+    let url = http.replace("{port}", &port);
     let jail = crate::runner::checks::operator_jail(check, target);
     let Some(agent) = jail.agent_executable() else {
         return (
@@ -75,17 +78,15 @@ pub async fn check(check: &CheckConfig, target: &Target, timeout: Duration) -> (
         .arg("--url")
         .arg(&url)
         .arg("--expect-status")
-        .arg(check.expect_status.unwrap_or(200).to_string())
+        .arg(expect_status.to_string())
         .arg("--wait-seconds")
         .arg(wait.as_secs().max(1).to_string())
         .envs(sandbox_env(target))
         .env("PORT", port.clone());
-    if let Some(body) = &check.expect_body {
+    if let Some(body) = expect_body {
         command = command.arg("--expect-body").arg(body);
     }
-    if let Some(service) = &check.service {
-        command = command.arg("--service").arg(service.replace("{port}", &port));
-    }
+    command = command.arg("--service").arg(service.replace("{port}", &port));
     match command.output(wait + Duration::from_secs(10)).await {
         Ok(output) => match output
             .stdout

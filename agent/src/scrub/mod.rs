@@ -102,7 +102,9 @@ impl Scrubber {
     pub fn for_agent(config: &AgentConfig, key: FingerprintKey) -> Self {
         let mut known = known::environment_secrets(std::env::vars(), &crate::capabilities::hostname());
         known.extend(known::declared_secrets(config));
-        known.extend(known::identity_key_secrets(&config.agent.identity_dir));
+        if let Some(identity_dir) = &config.agent.identity_dir {
+            known.extend(known::identity_key_secrets(identity_dir));
+        }
         Self::new(key, known)
     }
 

@@ -1,9 +1,17 @@
-//! The agent configuration file (`agent.toml`, DESIGN.md §6): the contract users write.
+//! The agent configuration file (`agent.toml`, `docs/agent-config.md`): the contract users write.
 //!
-//! Parsed with `deny_unknown_fields`; `${VAR}` in string values is read from the agent's
-//! environment while parsing, so a missing variable is reported at its line like any other
-//! error. References between sections (a backup's or test's `asset`) are checked after parsing,
-//! with the span of the offending value.
+//! Parse, don't validate: every value with a fixed set of meanings becomes a typed value while
+//! the file is read (a check is exactly one [`CheckKind`], `pick` a [`Pick`], a schedule 5 cron
+//! fields, durations within their bounds), with `deny_unknown_fields`; any error names the file,
+//! the line and the key, and the command exits 2. `${VAR}` in string values is read from the
+//! agent's environment while parsing, so a missing variable is reported at its line like any
+//! other error. References between sections (a backup's or test's `asset`) are checked after
+//! parsing, with the span of the offending value.
+//!
+//! `[agent] coordinator` and `identity_dir` are needed by `run` only: `check` works without them.
+
+mod check;
+mod pick;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -13,8 +21,20 @@ use lifeboat_shared::durations::HumanDuration;
 pub use lifeboat_shared::env_string::{EnvString, expand};
 use lifeboat_shared::protocol::{AssetDecl, BackupDecl, Inventory, Location, TestDecl};
 use lifeboat_shared::telemetry::TelemetryConfig;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use toml::Spanned;
+
+pub use check::{CheckKind, CheckSpec, Tolerance};
+pub use pick::{Pick, PickError};
+
+/// Where the agent keeps its state when `work_dir` is not given.
+const DEFAULT_WORK_DIR: &str = "/var/lib/lifeboat-agent/work";
+/// The longest a restore test may be given.
+const MAX_TIMEOUT_SECS: u64 = 7 * 86_400;
+/// The longest RPO, RTO, test interval, retention or keep-on-failure.
+const MAX_PERIOD_SECS: u64 = 10 * 365 * 86_400;
+/// The shortest and longest posture scan interval.
+const SCAN_INTERVAL_SECS: std::ops::RangeInclusive<u64> = 10..=86_400;
 
 /// The whole agent configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -33,17 +53,23 @@ pub struct AgentConfig {
     pub scan: ScanConfig,
     #[serde(default)]
     pub telemetry: TelemetryConfig,
+    /// The file this was loaded from and its text, for errors found after loading.
+    #[serde(skip)]
+    pub source: Option<(PathBuf, String)>,
 }
 
 /// `[agent]`: how to reach the coordinator and where the agent keeps its state.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentSection {
-    /// `https://host:port` of the coordinator.
-    pub coordinator: String,
-    /// key.pem (0600), cert.pem, ca.pem.
-    pub identity_dir: PathBuf,
-    /// Sandboxes and the result spool live here.
+    /// `https://host:port` of the coordinator (`run` only).
+    #[serde(default)]
+    pub coordinator: Option<String>,
+    /// key.pem (0600), cert.pem, ca.pem (`run` only).
+    #[serde(default)]
+    pub identity_dir: Option<PathBuf>,
+    /// Sandboxes, the result spool and the posture state live here.
+    #[serde(default = "default_work_dir")]
     pub work_dir: PathBuf,
     /// Shown in `agents list`; defaults to the hostname.
     #[serde(default)]
@@ -83,12 +109,12 @@ pub struct AssetConfig {
     pub path: Option<EnvString>,
     #[serde(default)]
     pub location: Location,
-    #[serde(default = "default_rpo")]
+    #[serde(default = "default_rpo", deserialize_with = "period")]
     pub rpo: HumanDuration,
-    #[serde(default = "default_rto")]
+    #[serde(default = "default_rto", deserialize_with = "period")]
     pub rto: HumanDuration,
     /// How often a restore test must pass (default 24 h).
-    #[serde(default = "default_test_interval")]
+    #[serde(default = "default_test_interval", deserialize_with = "period")]
     pub test_interval: HumanDuration,
     /// `table.column` whose newest value gives the real data age of a restore.
     #[serde(default)]
@@ -136,71 +162,27 @@ pub struct BackupConfig {
     #[serde(default)]
     pub location: Location,
     /// Recovery points older than this may disappear without it being reported.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "optional_period")]
     pub retention: Option<HumanDuration>,
 }
 
-/// `[[test]]`: a restore test plan.
+/// `[[test]]`: a restore test plan. An asset may have several; every one of them runs.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TestConfig {
     pub asset: Spanned<String>,
-    /// 5-field cron, UTC.
+    /// 5-field cron or a macro (`@daily`), UTC; written out to 5 fields when loaded.
     pub schedule: Spanned<String>,
     /// `latest` or `random_within:30d`.
-    #[serde(default = "default_pick")]
-    pub pick: String,
-    #[serde(default = "default_timeout")]
+    #[serde(default)]
+    pub pick: Pick,
+    #[serde(default = "default_timeout", deserialize_with = "test_timeout")]
     pub timeout: HumanDuration,
     /// Keep a failed sandbox this long for inspection.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "optional_period")]
     pub keep_on_failure: Option<HumanDuration>,
     #[serde(default)]
-    pub check: Vec<CheckConfig>,
-}
-
-/// `[[test.check]]`: one business check against the restored sandbox.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CheckConfig {
-    pub name: String,
-    #[serde(default)]
-    pub sql: Option<String>,
-    #[serde(default)]
-    pub row_counts: Option<RowCountsConfig>,
-    #[serde(default)]
-    pub schema: Option<bool>,
-    #[serde(default)]
-    pub transaction: Option<String>,
-    #[serde(default)]
-    pub command: Option<String>,
-    #[serde(default)]
-    pub service: Option<String>,
-    #[serde(default)]
-    pub http: Option<String>,
-    #[serde(default)]
-    pub expect_status: Option<u16>,
-    #[serde(default)]
-    pub expect_body: Option<String>,
-    #[serde(default)]
-    pub integrity: Option<bool>,
-    #[serde(default)]
-    pub min: Option<f64>,
-    #[serde(default)]
-    pub max: Option<f64>,
-    /// For `command` and `service` checks: host paths the program may read (its own files, a
-    /// virtualenv), bound read-only into the sandbox's jail; it sees nothing else but `/usr`.
-    #[serde(default)]
-    pub paths: Vec<String>,
-}
-
-/// `row_counts = { tables = [...], tolerance = "5%" }`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RowCountsConfig {
-    pub tables: Vec<String>,
-    #[serde(default)]
-    pub tolerance: Option<String>,
+    pub check: Vec<CheckSpec>,
 }
 
 /// `[[credential]]`: a declared credential.
@@ -235,7 +217,7 @@ pub struct ScanConfig {
     #[serde(default)]
     pub paths: Vec<PathBuf>,
     /// How often the daemon runs a posture scan (inventory, locations, credentials; no restore).
-    #[serde(default = "default_scan_interval")]
+    #[serde(default = "default_scan_interval", deserialize_with = "scan_interval")]
     pub interval: HumanDuration,
     /// Scan the agent's own environment variables (default on).
     #[serde(default = "default_true")]
@@ -273,29 +255,82 @@ fn default_rto() -> HumanDuration {
 fn default_test_interval() -> HumanDuration {
     HumanDuration::from_secs(24 * 3600)
 }
-fn default_pick() -> String {
-    "latest".to_owned()
-}
 fn default_timeout() -> HumanDuration {
     HumanDuration::from_secs(3600)
+}
+fn default_work_dir() -> PathBuf {
+    PathBuf::from(DEFAULT_WORK_DIR)
+}
+
+/// A duration within `range` seconds, or an error naming the range.
+fn bounded<'de, D: Deserializer<'de>>(
+    deserializer: D,
+    range: std::ops::RangeInclusive<u64>,
+    what: &str,
+) -> Result<HumanDuration, D::Error> {
+    let duration = HumanDuration::deserialize(deserializer)?;
+    if range.contains(&duration.as_secs()) {
+        Ok(duration)
+    } else {
+        Err(serde::de::Error::custom(format!(
+            "{what} must be between {} and {}, got {duration}",
+            HumanDuration::from_secs(*range.start()),
+            HumanDuration::from_secs(*range.end())
+        )))
+    }
+}
+
+fn period<'de, D: Deserializer<'de>>(deserializer: D) -> Result<HumanDuration, D::Error> {
+    bounded(deserializer, 1..=MAX_PERIOD_SECS, "the duration")
+}
+
+fn optional_period<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<HumanDuration>, D::Error> {
+    period(deserializer).map(Some)
+}
+
+fn test_timeout<'de, D: Deserializer<'de>>(deserializer: D) -> Result<HumanDuration, D::Error> {
+    bounded(deserializer, 1..=MAX_TIMEOUT_SECS, "timeout")
+}
+
+fn scan_interval<'de, D: Deserializer<'de>>(deserializer: D) -> Result<HumanDuration, D::Error> {
+    bounded(deserializer, SCAN_INTERVAL_SECS, "interval")
 }
 
 impl AgentConfig {
     /// Reads, parses and validates an agent config file.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
-        let (config, text): (AgentConfig, String) = config_file::load(path)?;
+        let (mut config, text): (AgentConfig, String) = config_file::load(path)?;
         config.validate(path, &text)?;
+        config.source = Some((path.to_owned(), text));
         Ok(config)
     }
 
     /// Parses and validates config text.
     pub fn parse(path: &Path, text: &str) -> Result<Self, ConfigError> {
-        let config: AgentConfig = config_file::parse(path, text)?;
+        let mut config: AgentConfig = config_file::parse(path, text)?;
         config.validate(path, text)?;
+        config.source = Some((path.to_owned(), text.to_owned()));
         Ok(config)
     }
 
-    fn validate(&self, path: &Path, text: &str) -> Result<(), ConfigError> {
+    /// The coordinator URL and identity directory the daemon needs; an error naming the file and
+    /// the missing key when the config has none (`check` does not need them).
+    pub fn daemon_settings(&self) -> Result<(String, PathBuf), ConfigError> {
+        let (path, text) = self
+            .source
+            .clone()
+            .unwrap_or_else(|| (PathBuf::from("agent.toml"), String::new()));
+        let section = text.find("[agent]").map(|start| start..start + 7);
+        let coordinator = self.agent.coordinator.clone().ok_or_else(|| {
+            ConfigError::at(&path, &text, section.clone(), "agent.coordinator", "`lifeboat-agent run` needs the coordinator's https:// URL")
+        })?;
+        let identity_dir = self.agent.identity_dir.clone().ok_or_else(|| {
+            ConfigError::at(&path, &text, section, "agent.identity_dir", "`lifeboat-agent run` needs the directory enroll wrote the identity to")
+        })?;
+        Ok((coordinator, identity_dir))
+    }
+
+    fn validate(&mut self, path: &Path, text: &str) -> Result<(), ConfigError> {
         let mut assets = HashSet::new();
         for asset in &self.asset {
             if !assets.insert(asset.name.get_ref().as_str()) {
@@ -332,22 +367,29 @@ impl AgentConfig {
                 ));
             }
         }
-        for test in &self.test {
+        for test in &mut self.test {
             if !assets.contains(test.asset.get_ref().as_str()) {
                 return Err(unknown(&test.asset, "test.asset"));
             }
-            let fields = test.schedule.get_ref().split_whitespace().count();
-            if fields != 5 {
+            let span = test.schedule.span();
+            match lifeboat_shared::schedule::normalize(test.schedule.get_ref()) {
+                Ok(fields) => test.schedule = Spanned::new(span, fields),
+                Err(err) => return Err(ConfigError::at(path, text, Some(span), "test.schedule", err.reason)),
+            }
+            let mut names = HashSet::new();
+            if let Some(check) = test.check.iter().find(|check| !names.insert(check.name.as_str())) {
                 return Err(ConfigError::at(
                     path,
                     text,
-                    Some(test.schedule.span()),
-                    "test.schedule",
-                    format!("expected a 5-field cron expression (minute hour day month weekday), got {fields} fields"),
+                    Some(test.asset.span()),
+                    "test.check.name",
+                    format!("two checks of this test are named {:?}", check.name),
                 ));
             }
         }
-        if !self.agent.coordinator.starts_with("https://") {
+        if let Some(coordinator) = &self.agent.coordinator
+            && !coordinator.starts_with("https://")
+        {
             return Err(ConfigError::at(
                 path,
                 text,
@@ -357,6 +399,11 @@ impl AgentConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The tests of `asset`, in the order they are declared.
+    pub fn tests_of<'a>(&'a self, asset: &'a str) -> impl Iterator<Item = &'a TestConfig> + 'a {
+        self.test.iter().filter(move |test| test.asset.get_ref() == asset)
     }
 
     /// The inventory reported to the coordinator.
@@ -384,15 +431,28 @@ impl AgentConfig {
                     location: backup.location.clone(),
                 })
                 .collect(),
+            // The coordinator schedules one run per asset, on its first test's schedule; the run
+            // carries out every test of the asset, so their timeouts add up.
             tests: self
-                .test
+                .asset
                 .iter()
-                .map(|test| TestDecl {
-                    asset: test.asset.get_ref().clone(),
-                    schedule: test.schedule.get_ref().clone(),
-                    pick: test.pick.clone(),
-                    timeout_seconds: test.timeout.as_secs(),
-                    checks: test.check.iter().map(|check| check.name.clone()).collect(),
+                .filter_map(|asset| {
+                    let tests: Vec<&TestConfig> = self.tests_of(asset.name.get_ref()).collect();
+                    let first = tests.first()?;
+                    Some(TestDecl {
+                        asset: first.asset.get_ref().clone(),
+                        schedule: first.schedule.get_ref().clone(),
+                        pick: first.pick.to_string(),
+                        timeout_seconds: tests
+                            .iter()
+                            .map(|test| test.timeout.as_secs())
+                            .sum::<u64>()
+                            .min(MAX_TIMEOUT_SECS),
+                        checks: tests
+                            .iter()
+                            .flat_map(|test| test.check.iter().map(|check| check.name.clone()))
+                            .collect(),
+                    })
                 })
                 .collect(),
         }
@@ -485,7 +545,51 @@ paths = ["/srv/app", "/home/deploy"]
 
         let text = DESIGN_EXAMPLE.replace("0 */6 * * *", "0 0 */6 * * *");
         let message = parse(&text).expect_err("invalid").to_string();
-        assert!(message.contains("5-field cron"), "{message}");
+        assert!(message.contains("expected 5 fields"), "{message}");
+    }
+
+    #[test]
+    fn typos_are_errors_at_their_line_not_silent_defaults() {
+        let text = DESIGN_EXAMPLE.replace("pick     = \"latest\"", "pick     = \"newest\"");
+        let message = parse(&text).expect_err("invalid").to_string();
+        assert!(message.starts_with("agent.toml:26:"), "{message}");
+        assert!(message.contains("invalid pick \"newest\""), "{message}");
+
+        let text = DESIGN_EXAMPLE.replace(
+            "  sql  = \"select count(*) > 0",
+            "  command = \"true\"\n  sql  = \"select count(*) > 0",
+        );
+        let message = parse(&text).expect_err("invalid").to_string();
+        assert!(message.contains("sql and command") && message.contains("exactly one kind"), "{message}");
+        assert!(message.starts_with("agent.toml:29:"), "{message}");
+
+        let text = DESIGN_EXAMPLE.replace("timeout  = \"1h\"", "timeout  = \"400d\"");
+        let message = parse(&text).expect_err("invalid").to_string();
+        assert!(message.contains("timeout must be between"), "{message}");
+    }
+
+    #[test]
+    fn check_needs_no_coordinator_and_macros_are_schedules() {
+        let text = DESIGN_EXAMPLE
+            .replace("coordinator  = \"https://lifeboat.example.com:7443\"\n", "")
+            .replace("identity_dir = \"/var/lib/lifeboat-agent/identity\"\n", "")
+            .replace("0 */6 * * *", "@daily");
+        let config = parse(&text).expect("valid without a coordinator");
+        assert_eq!(config.test[0].schedule.get_ref(), "0 0 * * *");
+        let message = config.daemon_settings().expect_err("run needs them").to_string();
+        assert!(message.contains("agent.coordinator"), "{message}");
+    }
+
+    #[test]
+    fn every_test_of_an_asset_counts() {
+        let second = "\n[[test]]\nasset = \"rentals-db\"\nschedule = \"@weekly\"\ntimeout = \"2h\"\n\n  [[test.check]]\n  name = \"deep\"\n  integrity = true\n";
+        let text = DESIGN_EXAMPLE.replace("[[credential]]", &format!("{second}\n[[credential]]"));
+        let config = parse(&text).expect("valid");
+        assert_eq!(config.tests_of("rentals-db").count(), 2);
+        let inventory = config.inventory();
+        assert_eq!(inventory.tests.len(), 1, "one scheduled run per asset");
+        assert_eq!(inventory.tests[0].timeout_seconds, 3 * 3_600);
+        assert_eq!(inventory.tests[0].checks.len(), 4);
     }
 
     #[test]
