@@ -11,9 +11,12 @@ use std::path::{Path, PathBuf};
 use lifeboat_shared::config_file::{self, ConfigError};
 use lifeboat_shared::durations::HumanDuration;
 pub use lifeboat_shared::env_string::{EnvString, expand};
-use lifeboat_shared::protocol::{AssetDecl, BackupDecl, Inventory, Location, TestDecl};
+use lifeboat_shared::protocol::{
+    AssetDecl, BackupDecl, Inventory, Location, MAX_INVENTORY_ITEMS, MAX_OBJECTIVE_SECONDS, MAX_TEST_TIMEOUT_SECONDS,
+    TestDecl,
+};
 use lifeboat_shared::telemetry::TelemetryConfig;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 use toml::Spanned;
 
 /// The whole agent configuration.
@@ -83,12 +86,13 @@ pub struct AssetConfig {
     pub path: Option<EnvString>,
     #[serde(default)]
     pub location: Location,
-    #[serde(default = "default_rpo")]
+    /// At most a year, like `rto` and `test_interval` (the protocol's bound).
+    #[serde(default = "default_rpo", deserialize_with = "objective")]
     pub rpo: HumanDuration,
-    #[serde(default = "default_rto")]
+    #[serde(default = "default_rto", deserialize_with = "objective")]
     pub rto: HumanDuration,
     /// How often a restore test must pass (default 24 h).
-    #[serde(default = "default_test_interval")]
+    #[serde(default = "default_test_interval", deserialize_with = "objective")]
     pub test_interval: HumanDuration,
     /// `table.column` whose newest value gives the real data age of a restore.
     #[serde(default)]
@@ -150,7 +154,8 @@ pub struct TestConfig {
     /// `latest` or `random_within:30d`.
     #[serde(default = "default_pick")]
     pub pick: String,
-    #[serde(default = "default_timeout")]
+    /// 1 s to 7 days (the protocol's bound).
+    #[serde(default = "default_timeout", deserialize_with = "test_timeout")]
     pub timeout: HumanDuration,
     /// Keep a failed sandbox this long for inspection.
     #[serde(default)]
@@ -230,8 +235,9 @@ pub struct CredentialConfig {
 pub struct ScanConfig {
     #[serde(default)]
     pub paths: Vec<PathBuf>,
-    /// How often the daemon runs a posture scan (inventory, locations, credentials; no restore).
-    #[serde(default = "default_scan_interval")]
+    /// How often the daemon runs a posture scan (inventory, locations, credentials; no restore);
+    /// 1 min to 30 days.
+    #[serde(default = "default_scan_interval", deserialize_with = "scan_interval")]
     pub interval: HumanDuration,
     /// Scan the agent's own environment variables (default on).
     #[serde(default = "default_true")]
@@ -251,6 +257,32 @@ impl Default for ScanConfig {
             home: None,
         }
     }
+}
+
+/// An RPO, RTO or test interval: what the coordinator accepts in an inventory.
+fn objective<'de, D: Deserializer<'de>>(deserializer: D) -> Result<HumanDuration, D::Error> {
+    config_file::within(
+        deserializer,
+        HumanDuration::from_secs(0),
+        HumanDuration::from_secs(MAX_OBJECTIVE_SECONDS),
+    )
+}
+
+/// A test timeout: what the coordinator accepts in an inventory.
+fn test_timeout<'de, D: Deserializer<'de>>(deserializer: D) -> Result<HumanDuration, D::Error> {
+    config_file::within(
+        deserializer,
+        HumanDuration::from_secs(1),
+        HumanDuration::from_secs(MAX_TEST_TIMEOUT_SECONDS),
+    )
+}
+
+fn scan_interval<'de, D: Deserializer<'de>>(deserializer: D) -> Result<HumanDuration, D::Error> {
+    config_file::within(
+        deserializer,
+        HumanDuration::from_secs(60),
+        HumanDuration::from_secs(30 * 86_400),
+    )
 }
 
 fn default_scan_interval() -> HumanDuration {
@@ -328,6 +360,7 @@ impl AgentConfig {
                 ));
             }
         }
+        self.check_counts(path, text)?;
         for test in &self.test {
             if !assets.contains(test.asset.get_ref().as_str()) {
                 return Err(unknown(&test.asset, "test.asset"));
@@ -353,6 +386,34 @@ impl AgentConfig {
             ));
         }
         Ok(())
+    }
+
+    /// Refuses more assets, backups or tests than an inventory may carry.
+    fn check_counts(&self, path: &Path, text: &str) -> Result<(), ConfigError> {
+        let too_many = [
+            (
+                "asset",
+                self.asset.get(MAX_INVENTORY_ITEMS).map(|asset| asset.name.span()),
+            ),
+            (
+                "backup",
+                self.backup.get(MAX_INVENTORY_ITEMS).map(|backup| backup.name.span()),
+            ),
+            ("test", self.test.get(MAX_INVENTORY_ITEMS).map(|test| test.asset.span())),
+        ];
+        match too_many
+            .into_iter()
+            .find_map(|(table, span)| span.map(|span| (table, span)))
+        {
+            Some((table, span)) => Err(ConfigError::at(
+                path,
+                text,
+                Some(span),
+                table,
+                format!("at most {MAX_INVENTORY_ITEMS} [[{table}]] entries"),
+            )),
+            None => Ok(()),
+        }
     }
 
     /// The inventory reported to the coordinator.
@@ -482,6 +543,28 @@ paths = ["/srv/app", "/home/deploy"]
         let text = DESIGN_EXAMPLE.replace("0 */6 * * *", "0 0 */6 * * *");
         let message = parse(&text).expect_err("invalid").to_string();
         assert!(message.contains("5-field cron"), "{message}");
+    }
+
+    #[test]
+    fn numbers_the_coordinator_would_refuse_are_refused_here_with_their_line() {
+        let text = DESIGN_EXAMPLE.replace("timeout  = \"1h\"", "timeout  = \"8d\"");
+        let message = parse(&text).expect_err("too long").to_string();
+        assert!(message.starts_with("agent.toml:27:"), "{message}");
+        assert!(
+            message.contains("field `timeout`") && message.contains("out of range"),
+            "{message}"
+        );
+
+        let text = DESIGN_EXAMPLE.replace("rpo = \"24h\"", "rpo = \"400d\"");
+        let message = parse(&text).expect_err("too long").to_string();
+        assert!(message.starts_with("agent.toml:12:"), "{message}");
+        assert!(message.contains("field `rpo`"), "{message}");
+
+        let text = DESIGN_EXAMPLE.replace("timeout  = \"1h\"", "timeout  = \"7d\"");
+        assert_eq!(
+            parse(&text).expect("7 days is the bound").inventory().tests[0].timeout_seconds,
+            MAX_TEST_TIMEOUT_SECONDS
+        );
     }
 
     #[test]
