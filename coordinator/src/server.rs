@@ -16,6 +16,7 @@ use crate::ca::CertificateAuthority;
 use crate::config::Config;
 use crate::escalation::channels::Channel;
 use crate::escalation::outbox::OutboxWorker;
+use crate::grpc::admission::Admission;
 use crate::grpc::{self, AgentApi, EnrollmentApi};
 use crate::ingest::ResultIngestor;
 use crate::posture::Posture;
@@ -167,7 +168,11 @@ impl Coordinator {
             wake.clone(),
         ));
         tasks.spawn(evaluate_periodically(posture, background.clone()));
-        tasks.spawn(Scheduler::new(store.clone(), sessions.clone(), config.schedule.clone()).run(background.clone()));
+        tasks.spawn(
+            Scheduler::new(store.clone(), sessions.clone(), config.schedule.clone())
+                .with_runs_per_minute(config.limits.runs_per_minute)
+                .run(background.clone()),
+        );
         tasks.spawn(
             OutboxWorker {
                 store: store.clone(),
@@ -205,6 +210,7 @@ impl Coordinator {
             ingestor,
             certificate_ttl,
             heartbeat_interval: config.agents.heartbeat_interval.into(),
+            admission: Arc::new(Admission::new(&config.limits)),
         };
 
         // Sessions are endless streams: cut them when shutdown starts, or the graceful
@@ -261,7 +267,13 @@ async fn process_committed(
             }
             if let Some(run_id) = result.run_id
                 && let Err(err) = store
-                    .complete_run(run_id, result.result_id.0, result.outcome.as_str(), now)
+                    .complete_run(
+                        run_id,
+                        result.result_id.0,
+                        result.outcome.as_str(),
+                        (row.agent_id, row.environment.as_str()),
+                        now,
+                    )
                     .await
             {
                 tracing::warn!(%run_id, error = %err, "cannot complete a run");

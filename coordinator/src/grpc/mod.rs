@@ -5,6 +5,7 @@
 //! `serve_with_incoming`. Client certificates are verified by rustls against our CA; which RPCs
 //! require one is decided in [`auth`].
 
+pub mod admission;
 pub mod agent_service;
 pub mod auth;
 pub mod enrollment;
