@@ -319,3 +319,26 @@ async fn malformed_and_oversized_messages_end_the_session_with_a_status_but_a_ba
     assert!(agent.connected(Duration::from_secs(10)).await);
     coordinator.stop().await;
 }
+
+/// A CSR is a few KiB: a larger `Renew` is refused before it is read, even from an agent.
+#[tokio::test]
+async fn a_renew_request_larger_than_a_csr_is_refused() {
+    let coordinator = TestCoordinator::start().await;
+    let identity = coordinator.enroll("pocketos-prod", "renewer").await;
+    let mut client = client_for(&coordinator, &identity).await.expect("connect");
+    let status = client
+        .renew(pb::RenewRequest {
+            csr_pem: "A".repeat(256 * 1024),
+        })
+        .await
+        .expect_err("too large");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    let renewed = client
+        .renew(pb::RenewRequest {
+            csr_pem: identity.csr().expect("csr"),
+        })
+        .await
+        .expect("a real renewal still works");
+    assert!(renewed.into_inner().certificate_pem.contains("BEGIN CERTIFICATE"));
+    coordinator.stop().await;
+}
