@@ -267,6 +267,23 @@ impl CoordinatorProcess {
         Ok((field("token")?, field("ca_pin")?))
     }
 
+    /// Enrolls an in-process agent (a fresh key) into `environment` with a token from the CLI.
+    pub async fn enroll_in_memory(
+        &self,
+        environment: &str,
+        name: &str,
+    ) -> anyhow::Result<lifeboat_agent::identity::Identity> {
+        let (token, pin) = self.token(environment, 1).await?;
+        let request = lifeboat_agent::enroll::EnrollRequest {
+            coordinator: self.url.clone(),
+            token,
+            ca_pin: lifeboat_shared::tls::CaPin::parse(&pin)?,
+            name: name.to_owned(),
+            environment: None,
+        };
+        Ok(lifeboat_agent::enroll::enroll_in_memory(&request).await?)
+    }
+
     /// The SQLite store URL of this coordinator.
     pub fn sqlite_url(&self) -> String {
         format!("sqlite://{}", self.data_dir.join("lifeboat.db").display())

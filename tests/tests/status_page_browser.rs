@@ -144,13 +144,23 @@ impl Browser {
     async fn load(&mut self, url: &str) -> String {
         self.problems.clear();
         self.call("Page.navigate", json!({"url": url})).await;
+        self.wait_for_load().await;
+        self.loaded_dom().await
+    }
+
+    /// Reads messages until the page's load event.
+    async fn wait_for_load(&mut self) {
         loop {
             let message = self.next_message().await;
             if message["method"] == "Page.loadEventFired" {
-                break;
+                return;
             }
         }
-        // Reports raised during layout arrive after the load event; a round trip flushes them.
+    }
+
+    /// After a load event: flushes late reports (raised during layout, they arrive after the
+    /// event; a round trip brings them) and returns the DOM.
+    async fn loaded_dom(&mut self) -> String {
         self.call("Runtime.evaluate", json!({"expression": "1", "returnByValue": true}))
             .await;
         let dom = self
@@ -167,21 +177,8 @@ impl Browser {
     async fn submit(&mut self, expression: &str) -> String {
         self.problems.clear();
         self.call("Runtime.evaluate", json!({"expression": expression})).await;
-        loop {
-            let message = self.next_message().await;
-            if message["method"] == "Page.loadEventFired" {
-                break;
-            }
-        }
-        self.call("Runtime.evaluate", json!({"expression": "1", "returnByValue": true}))
-            .await;
-        let dom = self
-            .call(
-                "Runtime.evaluate",
-                json!({"expression": "document.documentElement.outerHTML", "returnByValue": true}),
-            )
-            .await;
-        dom["result"]["value"].as_str().expect("outerHTML").to_owned()
+        self.wait_for_load().await;
+        self.loaded_dom().await
     }
 
     /// The page's visible text.

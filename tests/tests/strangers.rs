@@ -15,8 +15,6 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
-use lifeboat_agent::enroll::{self, EnrollRequest};
-use lifeboat_shared::tls::CaPin;
 use lifeboat_tests::cluster::SimAgent;
 use lifeboat_tests::processes::CoordinatorProcess;
 use tokio::io::AsyncWriteExt as _;
@@ -137,16 +135,10 @@ async fn renew_stream(send: h2::client::SendRequest<Bytes>, port: u16, chunk: By
 
 /// Enrolls an in-process agent against a coordinator process.
 async fn enroll_agent(coordinator: &CoordinatorProcess, name: &str) -> lifeboat_agent::identity::Identity {
-    let (token, pin) = coordinator.token("pocketos-prod", 1).await.expect("token");
-    enroll::enroll_in_memory(&EnrollRequest {
-        coordinator: coordinator.url.clone(),
-        token,
-        ca_pin: CaPin::parse(&pin).expect("pin"),
-        name: name.to_owned(),
-        environment: None,
-    })
-    .await
-    .expect("enroll")
+    coordinator
+        .enroll_in_memory("pocketos-prod", name)
+        .await
+        .expect("enroll")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -225,16 +217,17 @@ async fn a_slowloris_on_http_leaves_fresh_clients_and_agents_served() {
     let opened = Arc::new(AtomicUsize::new(0));
     let stop = CancellationToken::new();
     slowloris(coordinator.http_port, SLOW_CONNECTIONS, opened.clone(), stop.clone());
-    let all_opened = lifeboat_tests::eventually(Duration::from_secs(30), || {
+    lifeboat_tests::eventually(Duration::from_secs(30), || {
         let opened = opened.load(Ordering::Relaxed);
         async move { opened >= SLOW_CONNECTIONS }
     })
     .await;
-    println!(
-        "slow connections opened: {} (the coordinator may hold {COORDINATOR_OPEN_FILES} files)",
-        opened.load(Ordering::Relaxed)
+    let opened = opened.load(Ordering::Relaxed);
+    println!("slow connections opened: {opened} (the coordinator may hold {COORDINATOR_OPEN_FILES} files)");
+    assert!(
+        opened as u64 > COORDINATOR_OPEN_FILES,
+        "the slowloris opened only {opened} connections: no attack"
     );
-    assert!(all_opened, "the slowloris could not even open its connections");
 
     // A fresh HTTP client gets its answer while the slowloris goes on.
     let http = reqwest::Client::builder()

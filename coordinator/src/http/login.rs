@@ -14,10 +14,7 @@ use std::sync::{Mutex, PoisonError};
 
 use axum::Form;
 use axum::extract::{Query, State};
-use axum::http::header::{
-    CACHE_CONTROL, CONTENT_SECURITY_POLICY, CONTENT_TYPE, COOKIE, HOST, LOCATION, ORIGIN, REFERRER_POLICY, SET_COOKIE,
-    X_CONTENT_TYPE_OPTIONS,
-};
+use axum::http::header::{CACHE_CONTROL, COOKIE, HOST, LOCATION, ORIGIN, SET_COOKIE};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -28,7 +25,7 @@ use serde::Deserialize;
 use sha2::{Digest as _, Sha256};
 
 use super::AppState;
-use super::status_page::escape;
+use super::status_page::{escape, html_response};
 
 /// The session cookie.
 pub(super) const COOKIE_NAME: &str = "lifeboat_session";
@@ -222,14 +219,7 @@ pub(super) fn login_page(status: StatusCode, next: &str, error: Option<&str>) ->
          </main></body></html>",
         escape(next)
     );
-    let mut response = (status, html).into_response();
-    let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-    headers.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
+    html_response(status, html, CSP)
 }
 
 /// A `303 See Other` to `location`, setting `cookie` when given.

@@ -223,15 +223,21 @@ impl Page {
             "<footer>Lifeboat — continuous recovery testing.<form method=\"post\" action=\"/logout\">\
              <button type=\"submit\">Log out</button></form></footer></main></body></html>",
         );
-        let mut response = (status, html).into_response();
-        let headers = response.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-        headers.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-        headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-        headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        response
+        html_response(status, html, CSP)
     }
+}
+
+/// An HTML answer with the headers every page of ours carries: `csp`, no sniffing, no
+/// referrer, no caching.
+pub(super) fn html_response(status: StatusCode, html: String, csp: &'static str) -> Response {
+    let mut response = (status, html).into_response();
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    headers.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp));
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 /// `GET /`: the organisation, every environment, every asset.
