@@ -11,6 +11,7 @@
 //!   and does not complete that run. Before the fix, it marked the run done.
 //! - A stored test from an older coordinator with an absurd timeout fails alone: the scheduler
 //!   still materialises and leases everyone else's runs.
+//! - An agent that predates the rejection messages reads them as nothing and keeps working.
 
 use std::time::Duration;
 
@@ -352,4 +353,53 @@ async fn one_agents_bad_test_does_not_stop_the_scheduler(db: TestDb) {
 
 both_engines! {
     one_agents_bad_test_does_not_stop_the_scheduler,
+}
+
+/// The coordinator's messages as an agent built before `ResultRejected` and
+/// `InventoryRejected` knows them (tags 1 to 5).
+#[derive(Clone, PartialEq, prost::Message)]
+struct OldCoordinatorMessage {
+    #[prost(oneof = "OldBody", tags = "1, 4")]
+    body: Option<OldBody>,
+}
+
+#[derive(Clone, PartialEq, prost::Oneof)]
+enum OldBody {
+    #[prost(message, tag = "1")]
+    Welcome(pb::Welcome),
+    #[prost(message, tag = "4")]
+    ResultAck(pb::ResultAck),
+}
+
+/// An older agent reads a rejection as an empty message, which it ignores: it keeps its
+/// session and sends the result again later, as it always did.
+#[test]
+fn an_agent_that_predates_rejections_reads_them_as_nothing() {
+    use prost::Message as _;
+    let rejection = pb::CoordinatorMessage {
+        body: Some(pb::coordinator_message::Body::ResultRejected(pb::ResultRejected {
+            result_id: ResultId::new().to_string(),
+            reason: "invalid field finding.message: longer than 16384 bytes".into(),
+            permanent: true,
+            retry_after_seconds: 0,
+        })),
+    };
+    let old = OldCoordinatorMessage::decode(rejection.encode_to_vec().as_slice()).expect("decodes");
+    assert_eq!(old.body, None);
+    let inventory = pb::CoordinatorMessage {
+        body: Some(pb::coordinator_message::Body::InventoryRejected(
+            pb::InventoryRejected {
+                reason: "too many tests".into(),
+            },
+        )),
+    };
+    let old = OldCoordinatorMessage::decode(inventory.encode_to_vec().as_slice()).expect("decodes");
+    assert_eq!(old.body, None);
+    let ack = pb::CoordinatorMessage {
+        body: Some(pb::coordinator_message::Body::ResultAck(pb::ResultAck {
+            result_id: "x".into(),
+        })),
+    };
+    let old = OldCoordinatorMessage::decode(ack.encode_to_vec().as_slice()).expect("decodes");
+    assert!(matches!(old.body, Some(OldBody::ResultAck(_))));
 }
