@@ -11,6 +11,8 @@
 //!   and does not complete that run. Before the fix, it marked the run done.
 //! - A stored test from an older coordinator with an absurd timeout fails alone: the scheduler
 //!   still materialises and leases everyone else's runs.
+//! - Results beyond an agent's quota are refused for a while, kept by the agent and stored
+//!   later: paced, not lost.
 //! - An agent that predates the rejection messages reads them as nothing and keeps working.
 
 use std::time::Duration;
@@ -251,6 +253,51 @@ async fn results_for_runs_an_agent_does_not_hold_are_rejected_and_complete_nothi
     })
     .await;
     assert!(done, "the holder's result did not complete the run");
+    coordinator.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn results_beyond_the_quota_wait_in_the_spool_and_arrive_later() {
+    let coordinator = TestCoordinator::start_with(CoordinatorOptions {
+        extra_config: "[limits]\nresults_per_minute = 6\n".into(),
+        ..CoordinatorOptions::default()
+    })
+    .await;
+    let mut agent = agent_with(&coordinator, "prod", "chatty", Inventory::default()).await;
+    let results: Vec<RunResult> = (0..8).map(|_| result_for("db", None)).collect();
+    for result in &results {
+        agent.spool.put(result).await.expect("spool");
+    }
+    let mut refused = std::collections::BTreeSet::new();
+    let mut acknowledged = std::collections::BTreeSet::new();
+    while acknowledged.len() < results.len() {
+        let event = agent
+            .wait_for(Duration::from_secs(90), |event| match event {
+                SessionEvent::ResultAcknowledged(id) => Some(Ok(*id)),
+                SessionEvent::ResultRejected {
+                    result_id, permanent, ..
+                } => Some(Err((*result_id, *permanent))),
+                SessionEvent::Disconnected { reason } => panic!("the session ended: {reason}"),
+                _ => None,
+            })
+            .await
+            .expect("every result is answered");
+        match event {
+            Ok(id) => {
+                acknowledged.insert(id);
+            }
+            Err((id, permanent)) => {
+                assert!(!permanent, "a quota refusal is not for good");
+                refused.insert(id);
+            }
+        }
+    }
+    assert!(refused.len() >= 2, "8 results against a quota of 6: {refused:?}");
+    assert!(refused.is_subset(&acknowledged), "every refused result arrived later");
+    assert!(agent.spool.is_empty());
+    assert!(!agent.spool.dir().join("dead").exists(), "nothing was dead-lettered");
+    let stored = coordinator.store.result_ids().await.expect("ids");
+    assert!(results.iter().all(|result| stored.contains(&result.result_id)));
     coordinator.stop().await;
 }
 
