@@ -17,6 +17,9 @@
 //!   so the result was never sent and the executor still owns it; [`Spool::open`] deletes it.
 //! - A file that does not parse (a zero-byte file after a disk-full event, a hand edit) is moved
 //!   to `<dir>/corrupt/` for a human to look at, so that it cannot block the results behind it.
+//! - A result the coordinator rejected for good (it does not validate, or names a run this
+//!   agent does not hold) is moved to `<dir>/dead/`, with `<result_id>.reason` beside it, and
+//!   logged once, so the agent does not resend it forever ([`Spool::dead_letter`]).
 //!
 //! The directory belongs to one agent process; two processes must not share it.
 //!
@@ -42,6 +45,10 @@ const ENTRY_SUFFIX: &str = ".json";
 const TMP_SUFFIX: &str = ".tmp";
 /// Subdirectory for files that do not parse.
 const CORRUPT_DIR: &str = "corrupt";
+/// Subdirectory for results the coordinator rejected for good.
+pub const DEAD_DIR: &str = "dead";
+/// Suffix of the file holding why a result was rejected.
+const REASON_SUFFIX: &str = ".reason";
 /// Permissions of the spool directories: results describe the customer's infrastructure.
 const DIR_MODE: u32 = 0o700;
 /// Permissions of spooled files.
@@ -175,6 +182,15 @@ impl Spool {
         run_blocking(move || inner.ack(result_id)).await
     }
 
+    /// Moves the entry for `result_id` to `<dir>/dead/` with `reason` beside it, and logs it:
+    /// the coordinator will never accept it, and a human may want to see it. Returns whether
+    /// the entry existed (a repeated rejection is not an error).
+    pub async fn dead_letter(&self, result_id: ResultId, reason: &str) -> Result<bool, SpoolError> {
+        let inner = Arc::clone(&self.inner);
+        let reason = reason.to_owned();
+        run_blocking(move || inner.dead_letter(result_id, &reason)).await
+    }
+
     /// Returns every spooled result, oldest first.
     ///
     /// A file that does not parse, or whose content names another result id, is moved to
@@ -272,6 +288,37 @@ impl Inner {
         // again and the coordinator, which stores each result id once, acknowledges it again.
         // Losing a deletion is harmless; paying an fsync per acknowledgement is not.
         Ok(existed)
+    }
+
+    fn dead_letter(&self, result_id: ResultId, reason: &str) -> Result<bool, SpoolError> {
+        let mut index = self.lock_index();
+        let path = self.entry_path(result_id);
+        if !path.exists() {
+            index.remove(&result_id);
+            self.len.store(index.len(), Ordering::Release);
+            return Ok(false);
+        }
+        let dead_dir = self.dir.join(DEAD_DIR);
+        DirBuilder::new()
+            .recursive(true)
+            .mode(DIR_MODE)
+            .create(&dead_dir)
+            .map_err(SpoolError::io("create dead-letter directory", &dead_dir))?;
+        let name = format!("{result_id}{ENTRY_SUFFIX}");
+        write_synced(&dead_dir.join(format!("{result_id}{REASON_SUFFIX}")), reason.as_bytes())?;
+        let target = dead_dir.join(&name);
+        fs::rename(&path, &target).map_err(SpoolError::io("move to the dead-letter directory", &path))?;
+        index.remove(&result_id);
+        self.len.store(index.len(), Ordering::Release);
+        sync_dir(&dead_dir)?;
+        sync_dir(&self.dir)?;
+        tracing::error!(
+            %result_id,
+            moved_to = %target.display(),
+            reason,
+            "the coordinator rejected a result for good; kept in the dead-letter directory"
+        );
+        Ok(true)
     }
 
     fn pending(&self, skip: &HashSet<ResultId>, limit: usize) -> Result<Vec<RunResult>, SpoolError> {
@@ -621,6 +668,34 @@ mod tests {
         tokio::time::timeout(std::time::Duration::from_secs(5), spool.notify().notified())
             .await
             .expect("permit stored");
+    }
+
+    #[tokio::test]
+    async fn dead_letters_leave_the_spool_with_their_reason_and_stay_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let spool = Spool::open(dir.path()).unwrap();
+        let rejected = result("db");
+        let kept = result("db");
+        spool.put(&rejected).await.unwrap();
+        spool.put(&kept).await.unwrap();
+
+        assert!(
+            spool
+                .dead_letter(rejected.result_id, "finding.message too long")
+                .await
+                .unwrap()
+        );
+        assert_eq!(spool.pending().await.unwrap(), vec![kept.clone()]);
+        assert!(!spool.dead_letter(rejected.result_id, "again").await.unwrap());
+        let dead = dir.path().join(DEAD_DIR);
+        let stored: RunResult =
+            serde_json::from_slice(&fs::read(dead.join(format!("{}.json", rejected.result_id))).unwrap()).unwrap();
+        assert_eq!(stored, rejected);
+        let reason = fs::read_to_string(dead.join(format!("{}.reason", rejected.result_id))).unwrap();
+        assert_eq!(reason, "finding.message too long");
+        // Reopening does not bring it back.
+        let reopened = Spool::open(dir.path()).unwrap();
+        assert_eq!(reopened.pending().await.unwrap(), vec![kept]);
     }
 
     #[test]

@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 
 use lifeboat_shared::config_file::{self, ConfigError};
 use lifeboat_shared::durations::HumanDuration;
+use lifeboat_shared::protocol::MAX_INVENTORY_ITEMS;
 use lifeboat_shared::telemetry::TelemetryConfig;
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 /// The whole coordinator configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -41,8 +42,15 @@ pub struct Config {
     /// Which flips go to which channels.
     #[serde(default)]
     pub route: Vec<RouteConfig>,
-    /// How long shutdown waits for in-flight work before giving up.
-    #[serde(default = "default_shutdown_grace")]
+    /// Connection caps, timeouts and per-agent quotas.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// Serve the status page, asset pages and `/metrics` without a login. Off by default: they
+    /// name every asset and what is wrong with it. `/healthz` and `/readyz` are always open.
+    #[serde(default)]
+    pub public_status: bool,
+    /// How long shutdown waits for in-flight work before giving up (1 s to 1 h).
+    #[serde(default = "default_shutdown_grace", deserialize_with = "shutdown_grace")]
     pub shutdown_grace: HumanDuration,
 }
 
@@ -66,17 +74,17 @@ pub struct CaConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AgentsConfig {
-    /// Lifetime of agent certificates; agents renew at 2/3 of it.
-    #[serde(default = "default_certificate_ttl")]
+    /// Lifetime of agent certificates (30 s to 30 days); agents renew at 2/3 of it.
+    #[serde(default = "default_certificate_ttl", deserialize_with = "certificate_ttl")]
     pub certificate_ttl: HumanDuration,
-    /// How often agents send heartbeats (announced to them in Welcome).
-    #[serde(default = "default_heartbeat_interval")]
+    /// How often agents send heartbeats (announced to them in Welcome; 1 s to 1 h).
+    #[serde(default = "default_heartbeat_interval", deserialize_with = "second_to_hour")]
     pub heartbeat_interval: HumanDuration,
-    /// How often in-memory last-seen times are written to the store.
-    #[serde(default = "default_last_seen_flush")]
+    /// How often in-memory last-seen times are written to the store (1 s to 1 h).
+    #[serde(default = "default_last_seen_flush", deserialize_with = "second_to_hour")]
     pub last_seen_flush: HumanDuration,
-    /// An agent silent for longer than this is shown as disconnected.
-    #[serde(default = "default_offline_after")]
+    /// An agent silent for longer than this is shown as disconnected (1 s to 30 days).
+    #[serde(default = "default_offline_after", deserialize_with = "second_to_month")]
     pub offline_after: HumanDuration,
 }
 
@@ -97,18 +105,19 @@ impl Default for AgentsConfig {
 pub struct ScheduleConfig {
     /// Start times are spread over this window after the cron time (a fixed offset per test,
     /// so that a thousand tests at `0 3 * * *` do not start in the same second).
-    #[serde(default = "default_jitter")]
+    /// At most a day.
+    #[serde(default = "default_jitter", deserialize_with = "zero_to_day")]
     pub jitter: HumanDuration,
     /// A run not started this long after its due time is missed (and reported by the
-    /// dead-man's switch), not started late.
-    #[serde(default = "default_start_deadline")]
+    /// dead-man's switch), not started late. 1 s to 30 days.
+    #[serde(default = "default_start_deadline", deserialize_with = "second_to_month")]
     pub start_deadline: HumanDuration,
-    /// Leases of one run before it is given up.
-    #[serde(default = "default_max_attempts")]
+    /// Leases of one run before it is given up (1 to 100).
+    #[serde(default = "default_max_attempts", deserialize_with = "max_attempts")]
     pub max_attempts: u32,
     /// Added to a run's timeout for its lease; an agent disconnected for this long loses its
-    /// leases.
-    #[serde(default = "default_lease_grace")]
+    /// leases. At most a day.
+    #[serde(default = "default_lease_grace", deserialize_with = "zero_to_day")]
     pub lease_grace: HumanDuration,
 }
 
@@ -127,21 +136,22 @@ impl Default for ScheduleConfig {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AlertsConfig {
-    /// An agent silent this long is lost (`agent.lost`).
-    #[serde(default = "default_agent_lost_after")]
+    /// An agent silent this long is lost (`agent.lost`); 1 s to 30 days.
+    #[serde(default = "default_agent_lost_after", deserialize_with = "second_to_month")]
     pub agent_lost_after: HumanDuration,
-    /// How often every verdict is re-evaluated (overdue tests, lost agents, reminders).
-    #[serde(default = "default_evaluate_every")]
+    /// How often every verdict is re-evaluated (overdue tests, lost agents, reminders); 1 s to
+    /// 1 h.
+    #[serde(default = "default_evaluate_every", deserialize_with = "second_to_hour")]
     pub evaluate_every: HumanDuration,
     /// The status page's public URL, linked from tickets.
     #[serde(default)]
     pub public_url: Option<String>,
-    /// Reminders (Jira comments, PagerDuty re-triggers) per open ticket at most.
-    #[serde(default = "default_max_reminders")]
+    /// Reminders (Jira comments, PagerDuty re-triggers) per open ticket at most (0 to 1,000).
+    #[serde(default = "default_max_reminders", deserialize_with = "max_reminders")]
     pub max_reminders: u32,
     /// The longest wait between two delivery attempts of a message (exponential backoff with
-    /// jitter from 1 s up to this; a later `Retry-After` wins).
-    #[serde(default = "default_retry_max_delay")]
+    /// jitter from 1 s up to this; a later `Retry-After` wins). 1 s to 1 day.
+    #[serde(default = "default_retry_max_delay", deserialize_with = "second_to_day")]
     pub retry_max_delay: HumanDuration,
 }
 
@@ -169,13 +179,156 @@ pub struct RouteConfig {
     pub min_severity: lifeboat_shared::findings::Severity,
     /// Channel names (`[[channel]] name`).
     pub channels: Vec<String>,
-    /// Wait this long before sending a trigger: a flip back within it sends nothing.
-    #[serde(default)]
+    /// Wait this long before sending a trigger: a flip back within it sends nothing. At most a
+    /// day.
+    #[serde(default, deserialize_with = "optional_zero_to_day")]
     pub group_wait: Option<HumanDuration>,
-    /// Remind while still not recoverable, this often.
-    #[serde(default)]
+    /// Remind while still not recoverable, this often (1 min to 30 days).
+    #[serde(default, deserialize_with = "optional_reminder_interval")]
     pub repeat_interval: Option<HumanDuration>,
 }
+
+/// `[limits]`: what one client may cost the coordinator. Connections beyond the caps are
+/// refused (the caps are lowered to fit the open-files limit at start); a result or inventory
+/// beyond an agent's quota is refused on its own, with the session kept up.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsConfig {
+    /// Agent (gRPC) connections at once, authenticated or not.
+    #[serde(default = "default_max_connections", deserialize_with = "max_connections")]
+    pub max_connections: u32,
+    /// Of those, connections without a client certificate: TLS handshakes in progress and
+    /// enrollments. Each may live 30 s at most, so strangers cannot crowd out agents.
+    #[serde(default = "default_max_anonymous_connections", deserialize_with = "max_connections")]
+    pub max_anonymous_connections: u32,
+    /// HTTP connections at once (status page, API, metrics). When full, the oldest connection
+    /// that has not yet sent a request is closed to make room.
+    #[serde(default = "default_max_http_connections", deserialize_with = "max_connections")]
+    pub max_http_connections: u32,
+    /// Longest an HTTP client may take to send a request's headers (1 s to 10 min).
+    #[serde(default = "default_http_header_timeout", deserialize_with = "http_header_timeout")]
+    pub http_header_timeout: HumanDuration,
+    /// Longest an HTTP request may take to be answered (1 s to 1 h).
+    #[serde(default = "default_http_request_timeout", deserialize_with = "second_to_hour")]
+    pub http_request_timeout: HumanDuration,
+    /// Results one agent may send per minute (a burst of a minute's worth, then evenly); more
+    /// are refused for a while, not lost: the agent keeps them and sends them again.
+    #[serde(default = "default_results_per_minute", deserialize_with = "per_minute")]
+    pub results_per_minute: u32,
+    /// Largest inventory one agent may send, encoded (1 KiB to 4 MiB).
+    #[serde(default = "default_max_inventory_bytes", deserialize_with = "max_inventory_bytes")]
+    pub max_inventory_bytes: u32,
+    /// Most tests one agent's inventory may declare.
+    #[serde(default = "default_max_tests", deserialize_with = "max_tests")]
+    pub max_tests: u32,
+    /// Runs the tests an agent declared may start per minute; due runs beyond it wait for the
+    /// next minute.
+    #[serde(default = "default_runs_per_minute", deserialize_with = "per_minute")]
+    pub runs_per_minute: u32,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_connections: default_max_connections(),
+            max_anonymous_connections: default_max_anonymous_connections(),
+            max_http_connections: default_max_http_connections(),
+            http_header_timeout: default_http_header_timeout(),
+            http_request_timeout: default_http_request_timeout(),
+            results_per_minute: default_results_per_minute(),
+            max_inventory_bytes: default_max_inventory_bytes(),
+            max_tests: default_max_tests(),
+            runs_per_minute: default_runs_per_minute(),
+        }
+    }
+}
+
+fn default_max_connections() -> u32 {
+    20_000
+}
+fn default_max_anonymous_connections() -> u32 {
+    1_024
+}
+fn default_max_http_connections() -> u32 {
+    1_024
+}
+fn default_http_header_timeout() -> HumanDuration {
+    HumanDuration::from_secs(10)
+}
+fn default_http_request_timeout() -> HumanDuration {
+    HumanDuration::from_secs(30)
+}
+fn default_results_per_minute() -> u32 {
+    600
+}
+fn default_max_inventory_bytes() -> u32 {
+    1024 * 1024
+}
+fn default_max_tests() -> u32 {
+    1_000
+}
+fn default_runs_per_minute() -> u32 {
+    60
+}
+
+// Ranges, one function per kind of value (serde's `deserialize_with` takes a path). Every bound
+// keeps the value usable in `Duration`, chrono and interval arithmetic without overflow.
+
+fn duration_within<'de, D: Deserializer<'de>>(deserializer: D, min: u64, max: u64) -> Result<HumanDuration, D::Error> {
+    config_file::within(
+        deserializer,
+        HumanDuration::from_secs(min),
+        HumanDuration::from_secs(max),
+    )
+}
+fn certificate_ttl<'de, D: Deserializer<'de>>(d: D) -> Result<HumanDuration, D::Error> {
+    duration_within(d, 30, 30 * DAY)
+}
+fn second_to_hour<'de, D: Deserializer<'de>>(d: D) -> Result<HumanDuration, D::Error> {
+    duration_within(d, 1, HOUR)
+}
+fn second_to_day<'de, D: Deserializer<'de>>(d: D) -> Result<HumanDuration, D::Error> {
+    duration_within(d, 1, DAY)
+}
+fn second_to_month<'de, D: Deserializer<'de>>(d: D) -> Result<HumanDuration, D::Error> {
+    duration_within(d, 1, 30 * DAY)
+}
+fn zero_to_day<'de, D: Deserializer<'de>>(d: D) -> Result<HumanDuration, D::Error> {
+    duration_within(d, 0, DAY)
+}
+fn shutdown_grace<'de, D: Deserializer<'de>>(d: D) -> Result<HumanDuration, D::Error> {
+    duration_within(d, 1, HOUR)
+}
+fn http_header_timeout<'de, D: Deserializer<'de>>(d: D) -> Result<HumanDuration, D::Error> {
+    duration_within(d, 1, 10 * 60)
+}
+fn optional_zero_to_day<'de, D: Deserializer<'de>>(d: D) -> Result<Option<HumanDuration>, D::Error> {
+    config_file::within_optional(d, HumanDuration::from_secs(0), HumanDuration::from_secs(DAY))
+}
+fn optional_reminder_interval<'de, D: Deserializer<'de>>(d: D) -> Result<Option<HumanDuration>, D::Error> {
+    config_file::within_optional(d, HumanDuration::from_secs(60), HumanDuration::from_secs(30 * DAY))
+}
+fn max_attempts<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    config_file::within(d, 1, 100)
+}
+fn max_reminders<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    config_file::within(d, 0, 1_000)
+}
+fn max_connections<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    config_file::within(d, 1, 1_000_000)
+}
+fn per_minute<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    config_file::within(d, 1, 1_000_000)
+}
+fn max_inventory_bytes<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    config_file::within(d, 1_024, 4 * 1024 * 1024)
+}
+fn max_tests<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
+    config_file::within(d, 1, MAX_INVENTORY_ITEMS as u32)
+}
+
+const HOUR: u64 = 3_600;
+const DAY: u64 = 86_400;
 
 fn default_jitter() -> HumanDuration {
     HumanDuration::from_secs(300)
@@ -243,11 +396,7 @@ impl Config {
     }
 
     fn validate(&self, path: &Path, text: &str) -> Result<(), ConfigError> {
-        let span_of = |key: &str| {
-            text.find(&format!("{key} ="))
-                .or_else(|| text.find(key))
-                .map(|start| start..start + key.len())
-        };
+        let span_of = |key: &str| key_span(text, key);
         if self.server_names.is_empty() {
             return Err(ConfigError::at(
                 path,
@@ -286,16 +435,22 @@ impl Config {
                 "expected sqlite:///path/to/lifeboat.db or postgres://user@host/db",
             ));
         }
-        let ttl = self.agents.certificate_ttl.as_secs();
-        if !(30..=30 * 86_400).contains(&ttl) {
+        self.validate_channels(path, text)?;
+        if self.limits.max_anonymous_connections > self.limits.max_connections {
             return Err(ConfigError::at(
                 path,
                 text,
-                span_of("certificate_ttl"),
-                "agents.certificate_ttl",
-                "must be between 30s and 30d",
+                span_of("max_anonymous_connections"),
+                "limits.max_anonymous_connections",
+                "cannot exceed limits.max_connections",
             ));
         }
+        Ok(())
+    }
+
+    /// Channel names are unique and each channel is usable; routes name existing channels.
+    fn validate_channels(&self, path: &Path, text: &str) -> Result<(), ConfigError> {
+        let span_of = |key: &str| key_span(text, key);
         let mut names = std::collections::HashSet::new();
         for channel in &self.channel {
             if !names.insert(channel.name()) {
@@ -328,15 +483,6 @@ impl Config {
                 ));
             }
         }
-        if self.agents.heartbeat_interval.as_secs() == 0 {
-            return Err(ConfigError::at(
-                path,
-                text,
-                span_of("heartbeat_interval"),
-                "agents.heartbeat_interval",
-                "must be at least 1s",
-            ));
-        }
         Ok(())
     }
 
@@ -358,6 +504,13 @@ impl Config {
         };
         format!("https://{host}:{}", self.listen.port())
     }
+}
+
+/// The span of `key = ` in `text`, else of the first `key`.
+fn key_span(text: &str, key: &str) -> Option<std::ops::Range<usize>> {
+    text.find(&format!("{key} ="))
+        .or_else(|| text.find(key))
+        .map(|start| start..start + key.len())
 }
 
 fn valid_server_name(name: &str) -> bool {
@@ -403,5 +556,44 @@ url = "sqlite:///var/lib/lifeboat/lifeboat.db"
         let text = MINIMAL.replace("\"localhost\"", "\"bad name!\"");
         let message = parse(&text).expect_err("invalid").to_string();
         assert!(message.starts_with("coordinator.toml:5:"), "{message}");
+    }
+
+    #[test]
+    fn values_that_would_break_a_background_task_are_refused_at_their_line() {
+        // Each of these once parsed, then overflowed chrono or tokio arithmetic in a task.
+        let cases = [
+            ("[schedule]\nlease_grace = \"100000000000d\"", "lease_grace"),
+            ("[schedule]\nstart_deadline = \"0s\"", "start_deadline"),
+            ("[schedule]\nmax_attempts = 0", "max_attempts"),
+            ("[alerts]\nevaluate_every = \"0s\"", "evaluate_every"),
+            ("[agents]\nlast_seen_flush = \"0s\"", "last_seen_flush"),
+            ("[agents]\nheartbeat_interval = \"200000d\"", "heartbeat_interval"),
+            ("[limits]\nresults_per_minute = 0", "results_per_minute"),
+            ("[limits]\nhttp_header_timeout = \"1d\"", "http_header_timeout"),
+            ("[[route]]\nchannels = []\nrepeat_interval = \"1s\"", "repeat_interval"),
+        ];
+        for (section, key) in cases {
+            let text = format!("{MINIMAL}{section}\n");
+            let line = text.lines().position(|line| line.starts_with(key)).expect("key line") + 1;
+            let message = parse(&text).expect_err(key).to_string();
+            assert!(
+                message.starts_with(&format!("coordinator.toml:{line}:")),
+                "{key}: {message}"
+            );
+            assert!(message.contains(key), "{key}: {message}");
+        }
+        let text = format!("{MINIMAL}[limits]\nmax_connections = 10\nmax_anonymous_connections = 20\n");
+        let message = parse(&text).expect_err("anonymous above total").to_string();
+        assert!(message.contains("limits.max_anonymous_connections"), "{message}");
+    }
+
+    #[test]
+    fn the_status_page_needs_a_login_unless_public_status_is_set() {
+        assert!(!parse(MINIMAL).expect("valid").public_status);
+        let text = MINIMAL.replace("[database]", "public_status = true\n[database]");
+        assert!(parse(&text).expect("valid").public_status);
+        let limits = parse(MINIMAL).expect("valid").limits;
+        assert_eq!(limits.results_per_minute, 600);
+        assert_eq!(limits.max_tests, 1_000);
     }
 }

@@ -13,6 +13,7 @@
 //! - [`ingest`]: group commit of run results, acknowledged after commit.
 //! - [`posture`]: verdicts per asset over time, flips and the messages they ask for.
 //! - [`scheduler`]: cron → due runs → leases to connected agents.
+//! - [`quota`]: per-agent rate quotas (results, inventories, runs).
 //! - [`server`]: wiring and shutdown order.
 //! - [`reports`]: `posture`, `runs`, `findings`, `run-now`.
 //! - [`admin`]: `token create`, `agents list`, `agents revoke`.
@@ -34,6 +35,7 @@ pub mod grpc;
 pub mod http;
 pub mod ingest;
 pub mod posture;
+pub mod quota;
 pub mod reports;
 pub mod revocation;
 pub mod scheduler;

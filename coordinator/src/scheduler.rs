@@ -5,6 +5,11 @@
 //! goes away, within a bounded number of attempts. A run not started before its deadline is
 //! missed; the dead-man's switch in [`crate::posture`] turns that into `test.overdue`.
 //!
+//! One test's, environment's or agent's failure never blocks another's: each step of a tick
+//! runs per test (materialising) and per agent (leasing), and a failure is logged and skipped.
+//! The runs an agent's tests start are bounded by `limits.runs_per_minute`; a due run beyond it
+//! waits for the next tick.
+//!
 //! Everything takes `now` as an argument, so the tests drive the clock.
 
 use std::collections::{BTreeMap, HashMap};
@@ -18,6 +23,7 @@ use lifeboat_shared::protocol::Inventory;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::ScheduleConfig;
+use crate::quota::RateQuota;
 use crate::sessions::SessionRegistry;
 use crate::store::{LeaseRequest, NewRun, RunRecord, Store, StoreError, TestRecord, TestSpec};
 
@@ -25,6 +31,8 @@ use crate::store::{LeaseRequest, NewRun, RunRecord, Store, StoreError, TestRecor
 pub const TICK: Duration = Duration::from_secs(1);
 /// How often tests are refreshed from the inventories.
 const SYNC_EVERY: Duration = Duration::from_secs(3);
+/// Least time between two warnings about runs deferred by the quota.
+const QUOTA_WARNING_EVERY: chrono::Duration = chrono::Duration::minutes(1);
 
 /// Parses a 5-field cron expression (UTC). Six or seven fields are refused: seconds and years
 /// make user schedules ambiguous.
@@ -81,12 +89,15 @@ pub fn plan(
     // Skip to the newest due time that has passed.
     while let Some(next) = next_due(&cron, offset, due) {
         if next > now {
-            let deadline = chrono::Duration::from_std(config.start_deadline.into()).unwrap_or_default();
+            let start_deadline = chrono::Duration::from_std(config.start_deadline.into())
+                .ok()
+                .and_then(|deadline| due.checked_add_signed(deadline))
+                .ok_or_else(|| format!("start_deadline {} overflows the calendar", config.start_deadline))?;
             let run = NewRun {
                 environment: test.environment.clone(),
                 asset: test.asset.clone(),
                 due_at: due,
-                start_deadline: due + deadline,
+                start_deadline,
                 timeout_seconds: test.effective_timeout_seconds(),
                 max_attempts,
                 manual: false,
@@ -98,26 +109,33 @@ pub fn plan(
     Ok((None, None))
 }
 
-/// The tests the inventories declare, one per (environment, asset): the first agent (by id)
-/// that declares a test of an asset defines it.
-pub fn specs_from_inventories(inventories: &[(AgentId, String, Inventory)]) -> Vec<TestSpec> {
-    let mut specs: BTreeMap<(String, String), TestSpec> = BTreeMap::new();
-    for (_agent, environment, inventory) in inventories {
+/// The tests the inventories declare, one per (environment, asset), each with the agent that
+/// defines it: the first agent (in the given order, by id from the store) that declares a test
+/// of an asset.
+pub fn specs_from_inventories(inventories: &[(AgentId, String, Inventory)]) -> Vec<(AgentId, TestSpec)> {
+    // Stored inventories may predate the protocol's bounds: a number that does not fit becomes
+    // one that [`TestSpec::check`] refuses, never a wrapped negative.
+    let seconds = |value: u64| i64::try_from(value).unwrap_or(i64::MAX);
+    let mut specs: BTreeMap<(String, String), (AgentId, TestSpec)> = BTreeMap::new();
+    for (agent, environment, inventory) in inventories {
         for test in &inventory.tests {
             let asset = inventory.assets.iter().find(|asset| asset.name == test.asset);
             specs
                 .entry((environment.clone(), test.asset.clone()))
-                .or_insert_with(|| TestSpec {
-                    environment: environment.clone(),
-                    asset: test.asset.clone(),
-                    schedule: test.schedule.clone(),
-                    timeout_seconds: test.timeout_seconds as i64,
-                    interval_seconds: asset
-                        .map(|asset| asset.test_interval_seconds as i64)
-                        .filter(|seconds| *seconds > 0)
-                        .unwrap_or(24 * 3600),
-                    rpo_seconds: asset.map_or(24 * 3600, |asset| asset.rpo_seconds as i64),
-                    rto_seconds: asset.map_or(3600, |asset| asset.rto_seconds as i64),
+                .or_insert_with(|| {
+                    let spec = TestSpec {
+                        environment: environment.clone(),
+                        asset: test.asset.clone(),
+                        schedule: test.schedule.clone(),
+                        timeout_seconds: seconds(test.timeout_seconds),
+                        interval_seconds: asset
+                            .map(|asset| seconds(asset.test_interval_seconds))
+                            .filter(|seconds| *seconds > 0)
+                            .unwrap_or(24 * 3600),
+                        rpo_seconds: asset.map_or(24 * 3600, |asset| seconds(asset.rpo_seconds)),
+                        rto_seconds: asset.map_or(3600, |asset| seconds(asset.rto_seconds)),
+                    };
+                    (*agent, spec)
                 });
         }
     }
@@ -131,6 +149,10 @@ pub struct TickReport {
     pub leased: Vec<RunRecord>,
     pub expired: u64,
     pub missed: u64,
+    /// Due runs left for a later tick: their agent's `runs_per_minute` was used up.
+    pub deferred: u64,
+    /// Tests and agents whose step failed this tick (logged; the others went on).
+    pub failed: u64,
 }
 
 /// The scheduler of one coordinator replica.
@@ -140,21 +162,37 @@ pub struct Scheduler {
     pub config: ScheduleConfig,
     /// Agent → (environment, assets it tests), from the inventories.
     capable: HashMap<AgentId, (String, Vec<String>)>,
+    /// (environment, asset) → the agent whose inventory defines the test, for its run quota.
+    /// Tests no current inventory defines have no quota: no agent controls them any more.
+    defined_by: HashMap<(String, String), AgentId>,
+    run_quota: RateQuota<AgentId>,
     last_sync: Option<DateTime<Utc>>,
+    last_quota_warning: Option<DateTime<Utc>>,
 }
 
 impl Scheduler {
+    /// A scheduler with the default run quota (`limits.runs_per_minute`).
     pub fn new(store: Store, sessions: SessionRegistry, config: ScheduleConfig) -> Self {
         Self {
             store,
             sessions,
             config,
             capable: HashMap::new(),
+            defined_by: HashMap::new(),
+            run_quota: RateQuota::new(crate::config::LimitsConfig::default().runs_per_minute),
             last_sync: None,
+            last_quota_warning: None,
         }
     }
 
-    /// Refreshes tests and capabilities from the stored inventories.
+    /// Sets how many runs the tests of one agent may start per minute.
+    pub fn with_runs_per_minute(mut self, per_minute: u32) -> Self {
+        self.run_quota = RateQuota::new(per_minute);
+        self
+    }
+
+    /// Refreshes tests and capabilities from the stored inventories. A test that does not
+    /// parse or is out of range is logged and left out; the others are refreshed.
     pub async fn sync(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
         let stored = self.store.inventories().await?;
         let mut inventories = Vec::new();
@@ -168,16 +206,20 @@ impl Scheduler {
             self.capable.insert(agent, (environment.to_string(), assets));
             inventories.push((agent, environment.to_string(), inventory));
         }
-        let specs: Vec<TestSpec> = specs_from_inventories(&inventories)
-            .into_iter()
-            .filter(|spec| match parse_cron(&spec.schedule) {
-                Ok(_) => true,
-                Err(err) => {
-                    tracing::warn!(environment = %spec.environment, asset = %spec.asset, error = %err, "test ignored");
-                    false
-                }
-            })
-            .collect();
+        let mut specs = Vec::new();
+        self.defined_by.clear();
+        for (agent, spec) in specs_from_inventories(&inventories) {
+            let checked = parse_cron(&spec.schedule)
+                .map(|_| ())
+                .and_then(|()| spec.check().map_err(|err| err.to_string()));
+            if let Err(err) = checked {
+                tracing::warn!(environment = %spec.environment, asset = %spec.asset, %agent, error = %err, "test ignored");
+                continue;
+            }
+            self.defined_by
+                .insert((spec.environment.clone(), spec.asset.clone()), agent);
+            specs.push(spec);
+        }
         self.store.sync_tests(&specs, now).await?;
         self.last_sync = Some(now);
         Ok(())
@@ -185,63 +227,124 @@ impl Scheduler {
 
     /// One pass: refresh (every few seconds), materialise due runs, expire leases and miss
     /// late runs, lease due runs to idle agents connected here and send them their assignment.
+    /// Fails only when the tests cannot be read at all; every other failure is per test or per
+    /// agent, logged and counted in [`TickReport::failed`].
     pub async fn tick(&mut self, now: DateTime<Utc>) -> Result<TickReport, StoreError> {
         let mut report = TickReport::default();
         let sync_due = self
             .last_sync
             .is_none_or(|last| (now - last).to_std().unwrap_or_default() >= SYNC_EVERY || now < last);
-        if sync_due {
-            self.sync(now).await?;
+        if sync_due && let Err(err) = self.sync(now).await {
+            report.failed += 1;
+            tracing::warn!(error = %err, "cannot refresh the tests from the inventories; scheduling the known ones");
         }
         let max_attempts = i64::from(self.config.max_attempts.max(1));
         for test in self.store.tests().await? {
             if test.paused {
                 continue;
             }
-            match plan(&test, now, &self.config, max_attempts) {
-                Ok((run, next)) => {
-                    if run.is_some() || next != test.next_due_at {
-                        let runs: Vec<NewRun> = run.into_iter().collect();
-                        report.materialised += self
-                            .store
-                            .materialise_runs(&test.environment, &test.asset, &runs, next, now)
-                            .await?;
-                    }
-                }
-                Err(err) => {
-                    tracing::warn!(environment = %test.environment, asset = %test.asset, error = %err, "bad schedule")
-                }
+            if let Err(err) = self.materialise(&test, now, max_attempts, &mut report).await {
+                report.failed += 1;
+                tracing::warn!(environment = %test.environment, asset = %test.asset, error = %err, "cannot schedule a test; the others go on");
             }
         }
+        self.warn_about_deferred(&report, now);
         let grace = chrono::Duration::from_std(self.config.lease_grace.into()).unwrap_or_default();
-        let (expired, missed) = self.store.expire_runs(now, now - grace).await?;
-        report.expired = expired;
-        report.missed = missed;
-        for agent in self.sessions.connected() {
-            let Some((environment, assets)) = self.capable.get(&agent) else {
-                continue;
-            };
-            if assets.is_empty() {
-                continue;
+        let gone_before = now.checked_sub_signed(grace).unwrap_or(now);
+        match self.store.expire_runs(now, gone_before).await {
+            Ok((expired, missed)) => {
+                report.expired = expired;
+                report.missed = missed;
             }
-            let request = LeaseRequest {
-                agent,
-                instance: self.sessions.instance(),
-                environment,
-                assets,
-                grace_millis: grace.num_milliseconds(),
-            };
-            let leased = self.store.lease_runs(&request, now, 1).await?;
-            for run in leased {
-                if self.sessions.send(agent, assignment(&run, now)) {
-                    tracing::info!(run_id = %run.run_id, asset = %run.asset, %agent, "run leased");
-                    report.leased.push(run);
-                } else {
-                    self.store.release_run(run.run_id, now).await?;
-                }
+            Err(err) => {
+                report.failed += 1;
+                tracing::warn!(error = %err, "cannot expire leases or miss late runs; retrying next tick");
+            }
+        }
+        for agent in self.sessions.connected() {
+            if let Err(err) = self.lease_to(agent, grace.num_milliseconds(), now, &mut report).await {
+                report.failed += 1;
+                tracing::warn!(%agent, error = %err, "cannot lease a run to an agent; the others go on");
             }
         }
         Ok(report)
+    }
+
+    /// Materialises the due run of one test, within its agent's run quota.
+    async fn materialise(
+        &mut self,
+        test: &TestRecord,
+        now: DateTime<Utc>,
+        max_attempts: i64,
+        report: &mut TickReport,
+    ) -> Result<(), String> {
+        let (run, next) = plan(test, now, &self.config, max_attempts)?;
+        if run.is_none() && next == test.next_due_at {
+            return Ok(());
+        }
+        if run.is_some()
+            && let Some(agent) = self.defined_by.get(&(test.environment.clone(), test.asset.clone()))
+            && self.run_quota.take(agent, now).is_err()
+        {
+            // Left as it is: the next tick plans the same run again.
+            report.deferred += 1;
+            return Ok(());
+        }
+        let runs: Vec<NewRun> = run.into_iter().collect();
+        report.materialised += self
+            .store
+            .materialise_runs(&test.environment, &test.asset, &runs, next, now)
+            .await
+            .map_err(|err| err.to_string())?;
+        Ok(())
+    }
+
+    fn warn_about_deferred(&mut self, report: &TickReport, now: DateTime<Utc>) {
+        if report.deferred == 0
+            || self
+                .last_quota_warning
+                .is_some_and(|last| now - last < QUOTA_WARNING_EVERY && now >= last)
+        {
+            return;
+        }
+        self.last_quota_warning = Some(now);
+        tracing::warn!(
+            deferred = report.deferred,
+            runs_per_minute = self.run_quota.per_minute(),
+            "due runs wait: their agent's tests start more runs than limits.runs_per_minute"
+        );
+    }
+
+    /// Leases a due run to `agent` if it is idle, and sends it the assignment.
+    async fn lease_to(
+        &self,
+        agent: AgentId,
+        grace_millis: i64,
+        now: DateTime<Utc>,
+        report: &mut TickReport,
+    ) -> Result<(), StoreError> {
+        let Some((environment, assets)) = self.capable.get(&agent) else {
+            return Ok(());
+        };
+        if assets.is_empty() {
+            return Ok(());
+        }
+        let request = LeaseRequest {
+            agent,
+            instance: self.sessions.instance(),
+            environment,
+            assets,
+            grace_millis,
+        };
+        for run in self.store.lease_runs(&request, now, 1).await? {
+            if self.sessions.send(agent, assignment(&run, now)) {
+                tracing::info!(run_id = %run.run_id, asset = %run.asset, %agent, "run leased");
+                report.leased.push(run);
+            } else {
+                self.store.release_run(run.run_id, now).await?;
+            }
+        }
+        Ok(())
     }
 
     /// Runs ticks until `shutdown`.
@@ -262,7 +365,10 @@ impl Scheduler {
 
 /// The assignment message for a leased run.
 pub fn assignment(run: &RunRecord, now: DateTime<Utc>) -> pb::CoordinatorMessage {
-    let deadline = now + chrono::Duration::seconds(run.timeout_seconds);
+    // A stored timeout is bounded; one written by an older coordinator may not be.
+    let deadline = chrono::Duration::try_seconds(run.timeout_seconds)
+        .and_then(|timeout| now.checked_add_signed(timeout))
+        .unwrap_or(now);
     pb::CoordinatorMessage {
         body: Some(pb::coordinator_message::Body::Assignment(pb::RunAssignment {
             run_id: run.run_id.to_string(),

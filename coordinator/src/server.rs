@@ -13,9 +13,11 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::ca::CertificateAuthority;
-use crate::config::Config;
+use crate::config::{Config, LimitsConfig};
 use crate::escalation::channels::Channel;
 use crate::escalation::outbox::OutboxWorker;
+use crate::grpc::admission::Admission;
+use crate::grpc::connections::ConnectionLimits;
 use crate::grpc::{self, AgentApi, EnrollmentApi};
 use crate::ingest::ResultIngestor;
 use crate::posture::Posture;
@@ -23,6 +25,64 @@ use crate::revocation::{self, Revocations};
 use crate::scheduler::Scheduler;
 use crate::sessions::{self, SessionRegistry};
 use crate::store::{ResultRow, Store};
+
+/// File descriptors kept for everything but client connections: the store, logs, listeners,
+/// outgoing notifications.
+const FD_RESERVE: u64 = 256;
+
+/// Connection caps that fit in the process's open-files limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct ConnectionBudget {
+    agents: usize,
+    anonymous: usize,
+    http: usize,
+}
+
+impl ConnectionBudget {
+    /// Fits the configured caps into `open_files` descriptors: HTTP gets at most a quarter of
+    /// what is left after the reserve, agents the rest, and strangers at most half of the agents'
+    /// share, so a flood of either can never take the descriptors the other needs.
+    fn fit(limits: &LimitsConfig, open_files: u64) -> Self {
+        let spare = open_files.saturating_sub(FD_RESERVE).max(4);
+        let http = u64::from(limits.max_http_connections).min(spare / 4).max(1);
+        let agents = u64::from(limits.max_connections).min(spare - http).max(1);
+        let anonymous = u64::from(limits.max_anonymous_connections).min(agents / 2).max(1);
+        let size = |value: u64| usize::try_from(value).unwrap_or(usize::MAX);
+        Self {
+            agents: size(agents),
+            anonymous: size(anonymous),
+            http: size(http),
+        }
+    }
+
+    /// Raises the soft open-files limit to the hard one, then fits the caps into it.
+    fn of_this_process(limits: &LimitsConfig) -> Self {
+        use nix::sys::resource::{Resource, getrlimit, setrlimit};
+        let open_files = match getrlimit(Resource::RLIMIT_NOFILE) {
+            Ok((soft, hard)) if soft < hard && setrlimit(Resource::RLIMIT_NOFILE, hard, hard).is_ok() => hard,
+            Ok((soft, _)) => soft,
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot read the open-files limit; assuming 1024");
+                1_024
+            }
+        };
+        let budget = Self::fit(limits, open_files);
+        tracing::info!(
+            open_files,
+            agents = budget.agents,
+            anonymous = budget.anonymous,
+            http = budget.http,
+            "connection caps"
+        );
+        if budget.agents < limits.max_connections as usize || budget.http < limits.max_http_connections as usize {
+            tracing::warn!(
+                open_files,
+                "connection caps lowered to fit the open-files limit; raise it (LimitNOFILE=) for more agents"
+            );
+        }
+        budget
+    }
+}
 
 /// A coordinator ready to serve: everything that can fail on bad configuration has been done.
 pub struct Coordinator {
@@ -136,6 +196,7 @@ impl Coordinator {
             .await
             .context("load revoked agents")?;
 
+        let budget = ConnectionBudget::of_this_process(&config.limits);
         let tasks = TaskTracker::new();
         let background = CancellationToken::new();
         let background_http = background.clone();
@@ -145,14 +206,14 @@ impl Coordinator {
             alerts: config.alerts.clone(),
         };
         if let Some(http) = http {
-            let registry = sessions.clone();
-            let router = crate::http::router(crate::http::HttpState {
-                store: store.clone(),
-                connected_agents: Arc::new(move || registry.len()),
-                public_url: config.alerts.public_url.clone(),
-            });
+            let router = http_router(&config, &store, &sessions);
+            let limits = crate::http::HttpLimits {
+                max_connections: budget.http,
+                header_timeout: config.limits.http_header_timeout.into(),
+                request_timeout: config.limits.http_request_timeout.into(),
+            };
             tasks.spawn(async move {
-                if let Err(err) = crate::http::serve(http, router, background_http).await {
+                if let Err(err) = crate::http::serve(http, router, limits, background_http).await {
                     tracing::error!(error = %err, "the HTTP server stopped");
                 }
             });
@@ -167,7 +228,11 @@ impl Coordinator {
             wake.clone(),
         ));
         tasks.spawn(evaluate_periodically(posture, background.clone()));
-        tasks.spawn(Scheduler::new(store.clone(), sessions.clone(), config.schedule.clone()).run(background.clone()));
+        tasks.spawn(
+            Scheduler::new(store.clone(), sessions.clone(), config.schedule.clone())
+                .with_runs_per_minute(config.limits.runs_per_minute)
+                .run(background.clone()),
+        );
         tasks.spawn(
             OutboxWorker {
                 store: store.clone(),
@@ -205,6 +270,7 @@ impl Coordinator {
             ingestor,
             certificate_ttl,
             heartbeat_interval: config.agents.heartbeat_interval.into(),
+            admission: Arc::new(Admission::new(&config.limits)),
         };
 
         // Sessions are endless streams: cut them when shutdown starts, or the graceful
@@ -219,7 +285,8 @@ impl Coordinator {
         let address = listener.local_addr().context("read listen address")?;
         tracing::info!(%address, store = store.engine_name(), "coordinator serving agents");
         let grace: Duration = config.shutdown_grace.into();
-        let server = grpc::serve(listener, tls, enrollment, agents, shutdown.clone());
+        let limits = ConnectionLimits::new(budget.agents, budget.anonymous);
+        let server = grpc::serve(listener, tls, enrollment, agents, limits, shutdown.clone());
         tokio::pin!(server);
         tokio::select! {
             served = &mut server => served.context("serve gRPC")?,
@@ -237,6 +304,17 @@ impl Coordinator {
         tracing::info!("coordinator stopped");
         Ok(())
     }
+}
+
+/// The router of the HTTP surfaces.
+fn http_router(config: &Config, store: &Store, sessions: &SessionRegistry) -> axum::Router {
+    let registry = sessions.clone();
+    crate::http::router(crate::http::HttpState {
+        store: store.clone(),
+        connected_agents: Arc::new(move || registry.len()),
+        public_url: config.alerts.public_url.clone(),
+        public_status: config.public_status,
+    })
 }
 
 /// After each committed batch: completes the runs the results answer, then re-evaluates the
@@ -261,7 +339,13 @@ async fn process_committed(
             }
             if let Some(run_id) = result.run_id
                 && let Err(err) = store
-                    .complete_run(run_id, result.result_id.0, result.outcome.as_str(), now)
+                    .complete_run(
+                        run_id,
+                        result.result_id.0,
+                        result.outcome.as_str(),
+                        (row.agent_id, row.environment.as_str()),
+                        now,
+                    )
                     .await
             {
                 tracing::warn!(%run_id, error = %err, "cannot complete a run");
@@ -309,4 +393,29 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .await
         .with_context(|| format!("bind {http_listen} (http_listen)"))?;
     coordinator.serve_with_http(listener, Some(http), shutdown).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_caps_fit_the_open_files_limit() {
+        let limits = LimitsConfig::default();
+        let roomy = ConnectionBudget::fit(&limits, 1 << 20);
+        assert_eq!(
+            roomy,
+            ConnectionBudget {
+                agents: 20_000,
+                anonymous: 1_024,
+                http: 1_024
+            }
+        );
+        let tight = ConnectionBudget::fit(&limits, 1_024);
+        assert!(tight.agents + tight.http + FD_RESERVE as usize <= 1_024, "{tight:?}");
+        assert!(tight.anonymous <= tight.agents / 2, "{tight:?}");
+        assert!(tight.http >= 1 && tight.agents >= 1);
+        let starved = ConnectionBudget::fit(&limits, 10);
+        assert!(starved.agents >= 1 && starved.http >= 1 && starved.anonymous >= 1);
+    }
 }

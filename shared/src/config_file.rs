@@ -79,6 +79,40 @@ pub fn parse<T: DeserializeOwned>(path: &Path, text: &str) -> Result<T, ConfigEr
     })
 }
 
+/// Deserialises a value and refuses one outside `min..=max`, so the error carries the value's
+/// line and field like any other parse error. Used through small named functions in
+/// `#[serde(deserialize_with = "…")]`, one per range:
+///
+/// ```ignore
+/// fn heartbeat<'de, D: Deserializer<'de>>(d: D) -> Result<HumanDuration, D::Error> {
+///     config_file::within(d, HumanDuration::from_secs(1), HumanDuration::from_secs(3_600))
+/// }
+/// ```
+pub fn within<'de, D, T>(deserializer: D, min: T, max: T) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de> + PartialOrd + std::fmt::Display,
+{
+    let value = T::deserialize(deserializer)?;
+    if value < min || value > max {
+        return Err(serde::de::Error::custom(format!(
+            "{value} is out of range: expected {min} to {max}"
+        )));
+    }
+    Ok(value)
+}
+
+/// [`within`] for an optional value.
+pub fn within_optional<'de, D, T>(deserializer: D, min: T, max: T) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de> + PartialOrd + std::fmt::Display,
+{
+    // TOML has no null: the function only runs for a present key, and an absent one stays `None`
+    // through `#[serde(default)]`.
+    within(deserializer, min, max).map(Some)
+}
+
 /// Returns 1-based line and column of byte `offset` in `text`.
 pub fn line_and_column(text: &str, offset: usize) -> (usize, usize) {
     let offset = offset.min(text.len());
@@ -130,6 +164,40 @@ mod tests {
         assert!(message.starts_with("c.toml:2:"), "{message}");
         assert!(message.contains("field `ttl`"), "{message}");
         assert!(message.contains("invalid duration"), "{message}");
+    }
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Ranged {
+        #[serde(deserialize_with = "beat")]
+        beat: crate::durations::HumanDuration,
+        #[serde(default, deserialize_with = "tries")]
+        tries: Option<u32>,
+    }
+
+    fn beat<'de, D: serde::Deserializer<'de>>(d: D) -> Result<crate::durations::HumanDuration, D::Error> {
+        use crate::durations::HumanDuration;
+        within(d, HumanDuration::from_secs(1), HumanDuration::from_secs(3_600))
+    }
+
+    fn tries<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+        within_optional(d, 1, 10)
+    }
+
+    #[test]
+    fn out_of_range_values_name_file_line_and_field() {
+        let ok = parse::<Ranged>(Path::new("c.toml"), "beat = \"15s\"\n").expect("in range");
+        assert_eq!((ok.beat.as_secs(), ok.tries), (15, None));
+        let err = parse::<Ranged>(Path::new("c.toml"), "tries = 3\nbeat = \"2d\"\n").expect_err("too long");
+        let message = err.to_string();
+        assert!(message.starts_with("c.toml:2:"), "{message}");
+        assert!(
+            message.contains("field `beat`") && message.contains("2d is out of range"),
+            "{message}"
+        );
+        let err = parse::<Ranged>(Path::new("c.toml"), "beat = \"1s\"\ntries = 0\n").expect_err("too few");
+        assert!(err.to_string().starts_with("c.toml:2:"), "{err}");
+        assert!(err.to_string().contains("field `tries`"), "{err}");
     }
 
     #[test]

@@ -103,11 +103,17 @@ async fn run(shape: Shape) -> anyhow::Result<()> {
         store: store.clone(),
         connected_agents: Arc::new(|| 50),
         public_url: None,
+        public_status: false,
     });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let base = format!("http://{}", listener.local_addr()?);
     let shutdown = CancellationToken::new();
-    let server = tokio::spawn(http::serve(listener, router, shutdown.clone()));
+    let server = tokio::spawn(http::serve(
+        listener,
+        router,
+        http::HttpLimits::default(),
+        shutdown.clone(),
+    ));
     let client = reqwest::Client::builder().build()?;
 
     // Baselines: the HTTP floor and the database floor.
@@ -169,7 +175,7 @@ async fn run(shape: Shape) -> anyhow::Result<()> {
         shape.requests,
     )
     .await?;
-    let status_page = measure(&client, &format!("{base}/"), None, shape.requests).await?;
+    let status_page = measure(&client, &format!("{base}/"), Some(&token), shape.requests).await?;
 
     println!();
     println!("{:<34} {:>9} {:>9} {:>11}  aim (p99)", "route", "p50", "p99", "body");
@@ -184,7 +190,7 @@ async fn run(shape: Shape) -> anyhow::Result<()> {
     // Context: the other surfaces.
     let failing = (0..shape.assets).find(|asset| !shape.recoverable(*asset)).unwrap_or(0);
     let detail_path = asset_path(&shape.environment(failing), &shape.asset(failing));
-    let detail = measure(&client, &format!("{base}{detail_path}"), None, shape.requests).await?;
+    let detail = measure(&client, &format!("{base}{detail_path}"), Some(&token), shape.requests).await?;
     detail.print("GET /assets/{env}/{asset}", None);
     let findings = measure(
         &client,
@@ -203,7 +209,13 @@ async fn run(shape: Shape) -> anyhow::Result<()> {
     .await?;
     environments.print("GET /api/v1/environments", None);
     let cold_metrics = Instant::now();
-    let scrape = client.get(format!("{base}/metrics")).send().await?.bytes().await?;
+    let scrape = client
+        .get(format!("{base}/metrics"))
+        .bearer_auth(&token)
+        .send()
+        .await?
+        .bytes()
+        .await?;
     println!(
         "{:<34} {:>9} {:>9} {:>11}  (store gauges rebuilt)",
         "GET /metrics, cold",
@@ -211,7 +223,7 @@ async fn run(shape: Shape) -> anyhow::Result<()> {
         "",
         format_bytes(scrape.len())
     );
-    let metrics = measure(&client, &format!("{base}/metrics"), None, shape.requests).await?;
+    let metrics = measure(&client, &format!("{base}/metrics"), Some(&token), shape.requests).await?;
     metrics.print("GET /metrics, cached", None);
 
     shutdown.cancel();

@@ -28,7 +28,9 @@
 //!    every 15 s): reconnect time, round trip, and RSS per session in a fresh process.
 //! 3. Ingest, on SQLite and on PostgreSQL: `LIFEBOAT_BENCH_SENDERS` sessions each send their share
 //!    of `LIFEBOAT_BENCH_RESULTS` results, keeping as many unacknowledged as the agent does; the
-//!    rate counts results the coordinator committed and acknowledged. The store is also driven
+//!    rate counts results the coordinator committed and acknowledged. This phase lifts the
+//!    per-agent quota (`[limits] results_per_minute`, 600 by default), which would otherwise pace
+//!    each sender; the sessions phases run with every default limit. The store is also driven
 //!    directly, one row per transaction (the naive baseline) and in batches of 512 (the ceiling).
 //!
 //! The simulated agents run the agent's own session loop ([`AgentSession`]: Hello, inventory,
@@ -97,6 +99,8 @@ struct Liveness {
     heartbeat_secs: u64,
     last_seen_flush_secs: u64,
     offline_after_secs: u64,
+    /// Lift the per-agent results quota (the ingest phase).
+    unthrottled_results: bool,
 }
 
 /// `tests/src/cluster.rs`: heartbeats every second, so a test sees liveness quickly.
@@ -105,6 +109,7 @@ const TEST_LIVENESS: Liveness = Liveness {
     heartbeat_secs: 1,
     last_seen_flush_secs: 1,
     offline_after_secs: 5,
+    unthrottled_results: false,
 };
 
 /// The defaults of `coordinator/src/config.rs`.
@@ -113,6 +118,14 @@ const PRODUCTION_LIVENESS: Liveness = Liveness {
     heartbeat_secs: 15,
     last_seen_flush_secs: 5,
     offline_after_secs: 60,
+    unthrottled_results: false,
+};
+
+/// The production defaults, with the per-agent results quota lifted.
+const INGEST_LIVENESS: Liveness = Liveness {
+    label: "production defaults, results unthrottled",
+    unthrottled_results: true,
+    ..PRODUCTION_LIVENESS
 };
 
 /// What to run, from the environment.
@@ -936,7 +949,7 @@ async fn ingest_bench(
 ) -> anyhow::Result<IngestFigures> {
     std::fs::create_dir_all(dir)?;
     let mut coordinator =
-        start_coordinator(dir, postgres.map(|urls| urls.coordinator.as_str()), PRODUCTION_LIVENESS).await?;
+        start_coordinator(dir, postgres.map(|urls| urls.coordinator.as_str()), INGEST_LIVENESS).await?;
     let senders = options.senders;
     let per_sender = options.results.div_ceil(senders);
     let (token, pin) = coordinator.token(ENVIRONMENT, u32::try_from(senders + 10)?).await?;
@@ -1206,9 +1219,11 @@ async fn start_coordinator(
     let mut coordinator = CoordinatorProcess {
         port,
         url: format!("https://127.0.0.1:{port}"),
+        http_port: free_port(),
         config_path: dir.join("coordinator.toml"),
         data_dir,
         process: None,
+        open_files: None,
     };
     write_coordinator_config(&coordinator, database_url, liveness)?;
     coordinator.restart().await?;
@@ -1222,6 +1237,11 @@ fn write_coordinator_config(
     liveness: Liveness,
 ) -> anyhow::Result<()> {
     let database = database_url.map_or(String::new(), |url| format!("[database]\nurl = \"{url}\"\n"));
+    let limits = if liveness.unthrottled_results {
+        "[limits]\nresults_per_minute = 1000000\n"
+    } else {
+        ""
+    };
     let text = format!(
         "listen = \"127.0.0.1:{port}\"\n\
          http_listen = \"127.0.0.1:0\"\n\
@@ -1233,7 +1253,8 @@ fn write_coordinator_config(
          certificate_ttl = \"24h\"\n\
          heartbeat_interval = \"{heartbeat}s\"\n\
          last_seen_flush = \"{flush}s\"\n\
-         offline_after = \"{offline}s\"\n",
+         offline_after = \"{offline}s\"\n\
+         {limits}",
         port = coordinator.port,
         data_dir = coordinator.data_dir.display(),
         heartbeat = liveness.heartbeat_secs,

@@ -36,12 +36,34 @@ pub struct ChildProcess {
 impl ChildProcess {
     /// Starts `binary args…`, logging stdout and stderr to `log`.
     pub fn spawn(binary_name: &str, args: &[&str], log: &Path, envs: &[(&str, &str)]) -> anyhow::Result<Self> {
+        Self::spawn_with_open_files(binary_name, args, log, envs, None)
+    }
+
+    /// [`Self::spawn`], with the process's open-files limit (soft and hard) set to
+    /// `open_files` when given (through util-linux's `prlimit`, which then execs the binary).
+    pub fn spawn_with_open_files(
+        binary_name: &str,
+        args: &[&str],
+        log: &Path,
+        envs: &[(&str, &str)],
+        open_files: Option<u64>,
+    ) -> anyhow::Result<Self> {
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)
             .with_context(|| format!("open {}", log.display()))?;
-        let mut command = Command::new(binary(binary_name));
+        let mut command = match open_files {
+            Some(limit) => {
+                let mut command = Command::new("prlimit");
+                command
+                    .arg(format!("--nofile={limit}:{limit}"))
+                    .arg("--")
+                    .arg(binary(binary_name));
+                command
+            }
+            None => Command::new(binary(binary_name)),
+        };
         command
             .args(args)
             .stdin(Stdio::null())
@@ -138,9 +160,13 @@ pub fn free_port() -> u16 {
 pub struct CoordinatorProcess {
     pub port: u16,
     pub url: String,
+    /// The port of `http_listen` (status page, API, metrics).
+    pub http_port: u16,
     pub config_path: PathBuf,
     pub data_dir: PathBuf,
     pub process: Option<ChildProcess>,
+    /// The open-files limit to start the process with (`None`: inherited).
+    pub open_files: Option<u64>,
 }
 
 impl CoordinatorProcess {
@@ -151,30 +177,48 @@ impl CoordinatorProcess {
 
     /// [`Self::start`] with more config sections (channels, routes, schedule, alerts).
     pub async fn start_with(dir: &Path, database_url: Option<&str>, extra: &str) -> anyhow::Result<Self> {
+        let mut coordinator = Self::configure(dir, database_url, extra)?;
+        coordinator.restart().await?;
+        Ok(coordinator)
+    }
+
+    /// Writes the config for `127.0.0.1:port` (and an `http_listen` port) in `dir` without
+    /// starting anything.
+    pub fn configure(dir: &Path, database_url: Option<&str>, extra: &str) -> anyhow::Result<Self> {
         let port = free_port();
+        let http_port = free_port();
         let data_dir = dir.join("coordinator");
         std::fs::create_dir_all(&data_dir)?;
         let config_path = dir.join("coordinator.toml");
         let listen: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
-        let mut text = crate::cluster::coordinator_config_text(listen, &data_dir, database_url, "1h");
+        let mut text = crate::cluster::coordinator_config_text(listen, &data_dir, database_url, "1h").replace(
+            "http_listen = \"127.0.0.1:0\"",
+            &format!("http_listen = \"127.0.0.1:{http_port}\""),
+        );
         text.push_str(extra);
         std::fs::write(&config_path, text)?;
-        let mut coordinator = Self {
+        Ok(Self {
             port,
             url: format!("https://127.0.0.1:{port}"),
+            http_port,
             config_path,
             data_dir,
             process: None,
-        };
-        coordinator.restart().await?;
-        Ok(coordinator)
+            open_files: None,
+        })
     }
 
     /// Starts (again) the serve process; waits until the port accepts connections.
     pub async fn restart(&mut self) -> anyhow::Result<()> {
         let log = self.data_dir.join("coordinator.log");
         let config = self.config_path.display().to_string();
-        let process = ChildProcess::spawn("lifeboat-coordinator", &["serve", "--config", &config], &log, &[])?;
+        let process = ChildProcess::spawn_with_open_files(
+            "lifeboat-coordinator",
+            &["serve", "--config", &config],
+            &log,
+            &[],
+            self.open_files,
+        )?;
         self.process = Some(process);
         let port = self.port;
         let up = crate::eventually(std::time::Duration::from_secs(30), || async move {
@@ -221,6 +265,23 @@ impl CoordinatorProcess {
             .await?;
         let field = |name: &str| created[name].as_str().map(str::to_owned).context("token create output");
         Ok((field("token")?, field("ca_pin")?))
+    }
+
+    /// Enrolls an in-process agent (a fresh key) into `environment` with a token from the CLI.
+    pub async fn enroll_in_memory(
+        &self,
+        environment: &str,
+        name: &str,
+    ) -> anyhow::Result<lifeboat_agent::identity::Identity> {
+        let (token, pin) = self.token(environment, 1).await?;
+        let request = lifeboat_agent::enroll::EnrollRequest {
+            coordinator: self.url.clone(),
+            token,
+            ca_pin: lifeboat_shared::tls::CaPin::parse(&pin)?,
+            name: name.to_owned(),
+            environment: None,
+        };
+        Ok(lifeboat_agent::enroll::enroll_in_memory(&request).await?)
     }
 
     /// The SQLite store URL of this coordinator.

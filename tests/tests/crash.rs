@@ -15,6 +15,9 @@ use lifeboat_tests::eventually;
 use lifeboat_tests::processes::{AgentProcess, CoordinatorProcess};
 
 const RESULTS: usize = 3_000;
+/// The backlog tests drain a whole spool at once: they lift the per-agent quota (600 results a
+/// minute by default), which would otherwise pace the drain over minutes.
+const UNTHROTTLED: &str = "[limits]\nresults_per_minute = 100000\n";
 
 /// A temporary directory, kept for inspection when `LIFEBOAT_KEEP_TEST_DIR` is set.
 fn test_dir() -> tempfile::TempDir {
@@ -65,7 +68,9 @@ fn assert_exactly_once(expected: &BTreeSet<ResultId>, stored: &[ResultId]) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn coordinator_sigkill_with_unacknowledged_results_loses_and_doubles_nothing() {
     let dir = test_dir();
-    let mut coordinator = CoordinatorProcess::start(dir.path(), None).await.expect("coordinator");
+    let mut coordinator = CoordinatorProcess::start_with(dir.path(), None, UNTHROTTLED)
+        .await
+        .expect("coordinator");
     let mut agent = AgentProcess::enroll(&dir.path().join("agent"), &coordinator, "crash-prod")
         .await
         .expect("enroll");
@@ -97,7 +102,9 @@ async fn coordinator_sigkill_with_unacknowledged_results_loses_and_doubles_nothi
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_sigkill_between_write_and_ack_loses_and_doubles_nothing() {
     let dir = test_dir();
-    let mut coordinator = CoordinatorProcess::start(dir.path(), None).await.expect("coordinator");
+    let mut coordinator = CoordinatorProcess::start_with(dir.path(), None, UNTHROTTLED)
+        .await
+        .expect("coordinator");
     let mut agent = AgentProcess::enroll(&dir.path().join("agent"), &coordinator, "crash-prod")
         .await
         .expect("enroll");

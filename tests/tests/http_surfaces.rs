@@ -1,7 +1,8 @@
 //! The coordinator's HTTP surfaces over a seeded store, through the real router on
 //! 127.0.0.1:0: the JSON API's contracts and its bearer-token guard, the status page (every
-//! asset with its verdict, escaping of a hostile asset name), `/metrics`, `/healthz`, `/readyz`.
-//! The API and the status page also run on PostgreSQL, whose keyed queries differ.
+//! asset with its verdict, escaping of a hostile asset name) behind its login form, `/metrics`,
+//! `/healthz`, `/readyz`. The API and the status page also run on PostgreSQL, whose keyed
+//! queries differ.
 
 mod http_fixture;
 
@@ -28,8 +29,13 @@ async fn api(server: &Server, path: &str) -> (StatusCode, Value) {
     (status, body)
 }
 
-async fn page(server: &Server, path: &str) -> (StatusCode, String) {
-    let response = client().get(server.url(path)).send().await.expect("request");
+/// GETs `path` with the session `cookie` (`None`: as a stranger); returns the status and body.
+async fn page(server: &Server, cookie: Option<&str>, path: &str) -> (StatusCode, String) {
+    let mut request = client().get(server.url(path));
+    if let Some(cookie) = cookie {
+        request = request.header("cookie", cookie);
+    }
+    let response = request.send().await.expect("request");
     let status = response.status();
     (status, response.text().await.expect("body"))
 }
@@ -223,7 +229,14 @@ async fn status_page_shows_every_asset_with_its_verdict_and_escapes_names() {
 }
 
 async fn check_status_pages(server: &Server) {
-    let response = client().get(server.url("/")).send().await.expect("request");
+    let session = server.login().await;
+    let cookie = Some(session.as_str());
+    let response = client()
+        .get(server.url("/"))
+        .header("cookie", &session)
+        .send()
+        .await
+        .expect("request");
     assert_eq!(response.status(), StatusCode::OK);
     let headers = response.headers().clone();
     assert!(
@@ -269,13 +282,13 @@ async fn check_status_pages(server: &Server) {
     assert!(html.contains("Recent flips"));
 
     // The detail page of the hostile asset, through its percent-encoded path.
-    let (status, detail) = page(server, &asset_path("prod", HOSTILE)).await;
+    let (status, detail) = page(server, cookie, &asset_path("prod", HOSTILE)).await;
     assert_eq!(status, StatusCode::OK);
     assert!(!detail.contains("<script"));
     assert!(detail.contains("<h1>&lt;script&gt;alert(1)&lt;/script&gt;</h1>"));
     assert!(detail.contains("timed out"));
 
-    let (status, detail) = page(server, "/assets/prod/rentals-db").await;
+    let (status, detail) = page(server, cookie, "/assets/prod/rentals-db").await;
     assert_eq!(status, StatusCode::OK);
     assert!(detail.contains(&escape(STALE_FIX)));
     assert!(detail.contains("Runbook of the last passing restore"));
@@ -283,7 +296,7 @@ async fn check_status_pages(server: &Server) {
     assert!(detail.contains("Recent restore tests"));
     assert!(detail.contains("0 */6 * * *"));
 
-    let (status, missing) = page(server, "/assets/prod/no-such-asset").await;
+    let (status, missing) = page(server, cookie, "/assets/prod/no-such-asset").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(missing.contains("<html"));
 }
@@ -302,7 +315,12 @@ async fn metrics_and_probes_answer() {
     record_run("passed", 42.0);
     record_run("failed", 4_000.0);
 
-    let response = client().get(server.url("/metrics")).send().await.expect("request");
+    let response = client()
+        .get(server.url("/metrics"))
+        .bearer_auth(&server.token)
+        .send()
+        .await
+        .expect("request");
     assert_eq!(response.status(), StatusCode::OK);
     assert!(
         response.headers()["content-type"]
@@ -329,17 +347,159 @@ async fn metrics_and_probes_answer() {
     assert!(text.contains("lifeboat_asset_recoverable{environment=\"prod\",asset=\"rentals-db\"} 0"));
     assert!(text.contains("lifeboat_asset_recoverable{environment=\"staging\",asset=\"app-db\"} 1"));
 
-    let (status, body) = page(&server, "/healthz").await;
+    // The probes need no login.
+    let (status, body) = page(&server, None, "/healthz").await;
     assert_eq!((status, body.trim()), (StatusCode::OK, "ok"));
-    let (status, _) = page(&server, "/readyz").await;
+    let (status, _) = page(&server, None, "/readyz").await;
     assert_eq!(status, StatusCode::OK);
 
     // Not ready once the store stops answering; still alive.
     server.store.close().await;
-    let (status, _) = page(&server, "/readyz").await;
+    let (status, _) = page(&server, None, "/readyz").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    let (status, _) = page(&server, "/healthz").await;
+    let (status, _) = page(&server, None, "/healthz").await;
     assert_eq!(status, StatusCode::OK);
+    server.stop().await;
+}
+
+/// The status page, asset pages and `/metrics` are closed to strangers: a page answers 401 with
+/// a login form a person can use, `/metrics` a bearer challenge. The form opens a session (an
+/// HttpOnly, SameSite=Strict cookie, Secure behind HTTPS) that ends with logout or with its
+/// token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_page_needs_a_login_and_the_form_opens_a_session() {
+    let server = Server::sqlite().await;
+    let no_redirects = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+
+    for path in ["/", "/assets/prod/rentals-db"] {
+        let (status, html) = page(&server, None, path).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{path}");
+        assert!(html.contains("<form method=\"post\" action=\"/login\">"), "{html}");
+        assert!(html.contains(&format!("name=\"next\" value=\"{path}\"")), "{html}");
+        assert!(
+            !html.contains(STALE_MESSAGE) && !html.contains("Not recoverable"),
+            "nothing leaks"
+        );
+    }
+    let metrics = client().get(server.url("/metrics")).send().await.expect("request");
+    assert_eq!(metrics.status(), StatusCode::UNAUTHORIZED);
+    assert!(metrics.headers().contains_key("www-authenticate"));
+    let (status, login) = page(&server, None, "/login").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(login.contains("type=\"password\"") && !login.contains("<script"));
+
+    // A wrong token, and a form posted from another site, are refused.
+    let post = |body: String, origin: Option<&'static str>| {
+        let mut request = no_redirects
+            .post(server.url("/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        request.send()
+    };
+    let wrong = post("token=lbo_wrong&next=%2F".into(), None).await.expect("login");
+    assert_eq!(wrong.status(), StatusCode::UNAUTHORIZED);
+    assert!(wrong.text().await.expect("body").contains("not valid"));
+    let forged = post(format!("token={}&next=%2F", server.token), Some("https://evil.example"))
+        .await
+        .expect("login");
+    assert_eq!(forged.status(), StatusCode::FORBIDDEN);
+
+    // The right token: back where the visitor wanted to go, with a strict session cookie.
+    let origin = server.base.clone();
+    let response = no_redirects
+        .post(server.url("/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("origin", origin)
+        .body(format!("token={}&next=%2Fassets%2Fprod%2Fuploads", server.token))
+        .send()
+        .await
+        .expect("login");
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert_eq!(response.headers()["location"], "/assets/prod/uploads");
+    let set_cookie = response.headers()["set-cookie"].to_str().expect("cookie").to_owned();
+    assert!(
+        set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"),
+        "{set_cookie}"
+    );
+    assert!(!set_cookie.contains("Secure"), "plain HTTP: {set_cookie}");
+    let cookie = set_cookie.split(';').next().expect("pair").to_owned();
+    let (status, html) = page(&server, Some(&cookie), "/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("2 of 4 assets cannot be recovered right now"));
+    assert!(html.contains("action=\"/logout\""), "a logout button");
+
+    // Behind an HTTPS proxy the cookie is Secure.
+    let behind_tls = no_redirects
+        .post(server.url("/login"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .header("x-forwarded-proto", "https")
+        .body(format!("token={}&next=%2F", server.token))
+        .send()
+        .await
+        .expect("login");
+    assert!(
+        behind_tls.headers()["set-cookie"]
+            .to_str()
+            .expect("cookie")
+            .contains("; Secure")
+    );
+
+    // A bearer token works too (Prometheus, scripts).
+    let scrape = client()
+        .get(server.url("/metrics"))
+        .bearer_auth(&server.token)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(scrape.status(), StatusCode::OK);
+
+    // Logout ends the session and clears the cookie.
+    let logout = no_redirects
+        .post(server.url("/logout"))
+        .header("cookie", &cookie)
+        .send()
+        .await
+        .expect("logout");
+    assert_eq!(logout.status(), StatusCode::SEE_OTHER);
+    assert_eq!(logout.headers()["location"], "/login");
+    assert!(
+        logout.headers()["set-cookie"]
+            .to_str()
+            .expect("cookie")
+            .contains("Max-Age=0")
+    );
+    let (status, _) = page(&server, Some(&cookie), "/").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+
+    // A session ends with its token.
+    let cookie = server.login().await;
+    assert_eq!(page(&server, Some(&cookie), "/").await.0, StatusCode::OK);
+    server.store.revoke_operator_token("ci").await.expect("revoke");
+    assert_eq!(page(&server, Some(&cookie), "/").await.0, StatusCode::UNAUTHORIZED);
+    server.stop().await;
+}
+
+/// `public_status = true` opens the status page and `/metrics`, never the API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn public_status_opens_the_pages_but_not_the_api() {
+    let server = Server::sqlite_public().await;
+    let (status, html) = page(&server, None, "/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("2 of 4 assets cannot be recovered right now"));
+    assert_eq!(page(&server, None, "/assets/prod/rentals-db").await.0, StatusCode::OK);
+    assert_eq!(page(&server, None, "/metrics").await.0, StatusCode::OK);
+    let api = client()
+        .get(server.url("/api/v1/verdicts"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(api.status(), StatusCode::UNAUTHORIZED);
     server.stop().await;
 }
 

@@ -90,7 +90,10 @@ fn rules_cover_the_promised_alerts() {
 async fn rules_and_dashboard_name_only_exposed_metrics() {
     let server = Server::sqlite().await;
     record_run("passed", 30.0);
-    let scrape = reqwest::get(server.url("/metrics"))
+    let scrape = reqwest::Client::new()
+        .get(server.url("/metrics"))
+        .bearer_auth(&server.token)
+        .send()
         .await
         .expect("scrape")
         .text()

@@ -1,5 +1,6 @@
 //! Everything but enrollment requires a valid, unrevoked client certificate from our CA; bad
-//! messages end a session with a status and harm nobody else.
+//! messages end a session with a status and harm nobody else, except a bad result, which is
+//! rejected on its own while the session goes on.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -43,17 +44,26 @@ async fn session_status(
     client: &mut AgentServiceClient<tonic::transport::Channel>,
     messages: Vec<pb::AgentMessage>,
 ) -> tonic::Status {
+    session_outcome(client, messages).await.1
+}
+
+/// Like [`session_status`], with the messages the coordinator sent meanwhile.
+async fn session_outcome(
+    client: &mut AgentServiceClient<tonic::transport::Channel>,
+    messages: Vec<pb::AgentMessage>,
+) -> (Vec<pb::CoordinatorMessage>, tonic::Status) {
     let stream = tokio_stream::iter(messages).chain(tokio_stream::pending());
+    let mut received = Vec::new();
     match client.session(stream).await {
-        Err(status) => status,
+        Err(status) => (received, status),
         Ok(response) => {
             let mut inbound = response.into_inner();
             loop {
                 match tokio::time::timeout(Duration::from_secs(3), inbound.message()).await {
-                    Ok(Ok(Some(_))) => continue,
-                    Ok(Ok(None)) => return tonic::Status::ok("closed"),
-                    Ok(Err(status)) => return status,
-                    Err(_) => return tonic::Status::ok("still open"),
+                    Ok(Ok(Some(message))) => received.push(message),
+                    Ok(Ok(None)) => return (received, tonic::Status::ok("closed")),
+                    Ok(Err(status)) => return (received, status),
+                    Err(_) => return (received, tonic::Status::ok("still open")),
                 }
             }
         }
@@ -214,7 +224,7 @@ async fn revoking_an_agent_cuts_its_session_and_refuses_reconnect_and_renewal() 
 }
 
 #[tokio::test]
-async fn malformed_and_oversized_messages_end_the_session_with_a_status() {
+async fn malformed_and_oversized_messages_end_the_session_with_a_status_but_a_bad_result_does_not() {
     let coordinator = TestCoordinator::start().await;
     let identity = coordinator.enroll("pocketos-prod", "fuzzer").await;
     let mut client = client_for(&coordinator, &identity).await.expect("connect");
@@ -231,15 +241,40 @@ async fn malformed_and_oversized_messages_end_the_session_with_a_status() {
     assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
     assert!(status.message().contains("body"), "{status:?}");
 
-    // A result that does not validate.
+    // A result that does not validate is rejected on its own, and the session goes on: the
+    // heartbeat after it is answered.
     let mut bad = pb::RunResult::from(RunResult::for_test("db", Outcome::Passed));
     bad.result_id = "not-a-uuid".into();
     let bad = pb::AgentMessage {
         body: Some(pb::agent_message::Body::Result(bad)),
     };
-    let status = session_status(&mut client, vec![hello(), bad]).await;
-    assert_eq!(status.code(), Code::InvalidArgument, "{status:?}");
-    assert!(status.message().contains("result_id"), "{status:?}");
+    let heartbeat_after = pb::AgentMessage {
+        body: Some(pb::agent_message::Body::Heartbeat(pb::Heartbeat {
+            sequence: 7,
+            sent_at: Some(lifeboat_shared::protocol::to_timestamp(chrono::Utc::now())),
+            ..Default::default()
+        })),
+    };
+    let (received, status) = session_outcome(&mut client, vec![hello(), bad, heartbeat_after]).await;
+    assert_eq!(status.message(), "still open", "{status:?}");
+    let rejection = received
+        .iter()
+        .find_map(|message| match &message.body {
+            Some(pb::coordinator_message::Body::ResultRejected(rejected)) => Some(rejected.clone()),
+            _ => None,
+        })
+        .expect("a ResultRejected");
+    assert_eq!(rejection.result_id, "not-a-uuid");
+    assert!(
+        rejection.permanent && rejection.reason.contains("result_id"),
+        "{rejection:?}"
+    );
+    assert!(
+        received
+            .iter()
+            .any(|message| matches!(&message.body, Some(pb::coordinator_message::Body::HeartbeatAck(ack)) if ack.sequence == 7)),
+        "the session went on: {received:?}"
+    );
 
     // Oversized: a 5 MiB detail document (limit 4 MiB).
     let mut huge = RunResult::for_test("db", Outcome::Passed);
@@ -282,5 +317,28 @@ async fn malformed_and_oversized_messages_end_the_session_with_a_status() {
     // The coordinator is unharmed: a well-behaved agent still connects.
     let mut agent = SimAgent::spawn(&coordinator.url, identity);
     assert!(agent.connected(Duration::from_secs(10)).await);
+    coordinator.stop().await;
+}
+
+/// A CSR is a few KiB: a larger `Renew` is refused before it is read, even from an agent.
+#[tokio::test]
+async fn a_renew_request_larger_than_a_csr_is_refused() {
+    let coordinator = TestCoordinator::start().await;
+    let identity = coordinator.enroll("pocketos-prod", "renewer").await;
+    let mut client = client_for(&coordinator, &identity).await.expect("connect");
+    let status = client
+        .renew(pb::RenewRequest {
+            csr_pem: "A".repeat(256 * 1024),
+        })
+        .await
+        .expect_err("too large");
+    assert_eq!(status.code(), Code::ResourceExhausted, "{status:?}");
+    let renewed = client
+        .renew(pb::RenewRequest {
+            csr_pem: identity.csr().expect("csr"),
+        })
+        .await
+        .expect("a real renewal still works");
+    assert!(renewed.into_inner().certificate_pem.contains("BEGIN CERTIFICATE"));
     coordinator.stop().await;
 }

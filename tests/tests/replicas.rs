@@ -9,7 +9,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use chrono::Utc;
-use lifeboat_agent::enroll::{self, EnrollRequest};
 use lifeboat_agent::identity::Identity;
 use lifeboat_agent::reconnect::ReconnectPolicy;
 use lifeboat_agent::session::SessionEvent;
@@ -17,7 +16,6 @@ use lifeboat_coordinator::store::Store;
 use lifeboat_shared::findings::{Finding, FindingKind, Severity};
 use lifeboat_shared::ids::{ResultId, RunId};
 use lifeboat_shared::protocol::{AssetDecl, Inventory, Outcome, ResultKind, RunResult, TestDecl};
-use lifeboat_shared::tls::CaPin;
 use lifeboat_tests::cluster::SimAgent;
 use lifeboat_tests::postgres::PgCluster;
 use lifeboat_tests::processes::{self, CoordinatorProcess};
@@ -29,16 +27,7 @@ use lifeboat_tests::vendors::webhook::{WebhookOptions, WebhookSink};
 const ENVIRONMENT: &str = "pocketos-prod";
 
 async fn enroll(coordinator: &CoordinatorProcess, name: &str) -> Identity {
-    let (token, pin) = coordinator.token(ENVIRONMENT, 1).await.expect("token");
-    enroll::enroll_in_memory(&EnrollRequest {
-        coordinator: coordinator.url.clone(),
-        token,
-        ca_pin: CaPin::parse(&pin).expect("pin"),
-        name: name.to_owned(),
-        environment: None,
-    })
-    .await
-    .expect("enroll")
+    coordinator.enroll_in_memory(ENVIRONMENT, name).await.expect("enroll")
 }
 
 fn inventory(assets: &[String], timeout_seconds: u64) -> Inventory {

@@ -1,7 +1,8 @@
-//! The status page in a real browser: Debian's headless `chromium` loads the overview and an
-//! asset's page from the real router over a seeded store; the test asserts the browser reported
-//! nothing (no console message, no uncaught exception, no failed load, no Content-Security-Policy
-//! violation) and that the rendered DOM shows the seeded verdicts.
+//! The status page in a real browser: Debian's headless `chromium` meets the login form, logs in
+//! with an operator token as a person would (fill the field, submit), then loads the overview
+//! and an asset's page from the real router over a seeded store, and logs out; the test asserts
+//! the browser reported nothing (no console message, no uncaught exception, no failed load, no
+//! Content-Security-Policy violation) and that the rendered DOM shows the seeded verdicts.
 //!
 //! The browser is driven over the DevTools protocol on `--remote-debugging-pipe` (JSON messages
 //! separated by NUL bytes; the browser reads fd 3 and writes fd 4, which a `sh` wrapper maps onto
@@ -143,13 +144,23 @@ impl Browser {
     async fn load(&mut self, url: &str) -> String {
         self.problems.clear();
         self.call("Page.navigate", json!({"url": url})).await;
+        self.wait_for_load().await;
+        self.loaded_dom().await
+    }
+
+    /// Reads messages until the page's load event.
+    async fn wait_for_load(&mut self) {
         loop {
             let message = self.next_message().await;
             if message["method"] == "Page.loadEventFired" {
-                break;
+                return;
             }
         }
-        // Reports raised during layout arrive after the load event; a round trip flushes them.
+    }
+
+    /// After a load event: flushes late reports (raised during layout, they arrive after the
+    /// event; a round trip brings them) and returns the DOM.
+    async fn loaded_dom(&mut self) -> String {
         self.call("Runtime.evaluate", json!({"expression": "1", "returnByValue": true}))
             .await;
         let dom = self
@@ -159,6 +170,15 @@ impl Browser {
             )
             .await;
         dom["result"]["value"].as_str().expect("outerHTML").to_owned()
+    }
+
+    /// Runs `expression` in the page (as a person's typing and clicking would) and waits for the
+    /// navigation it starts to load; returns the new DOM.
+    async fn submit(&mut self, expression: &str) -> String {
+        self.problems.clear();
+        self.call("Runtime.evaluate", json!({"expression": expression})).await;
+        self.wait_for_load().await;
+        self.loaded_dom().await
     }
 
     /// The page's visible text.
@@ -192,7 +212,20 @@ async fn status_page_renders_in_chromium_without_console_errors() {
     let mut browser = Browser::launch().await;
     let server = Server::sqlite().await;
 
+    // A stranger gets the login form (the 401 is the one problem reported).
     let dom = browser.load(&server.url("/")).await;
+    assert!(dom.contains("action=\"/login\""), "no login form: {dom}");
+    assert!(
+        browser.problems.iter().all(|problem| problem.contains("401")),
+        "the login form reported: {:#?}",
+        browser.problems
+    );
+    // Typing the operator token and pressing the button opens the overview.
+    let fill_and_submit = format!(
+        "document.getElementById('token').value = '{}'; document.querySelector('form').submit();",
+        server.token
+    );
+    let dom = browser.submit(&fill_and_submit).await;
     assert!(
         browser.problems.is_empty(),
         "the overview reported: {:#?}",
@@ -237,6 +270,16 @@ async fn status_page_renders_in_chromium_without_console_errors() {
         "a 404 must be reported: {:#?}",
         browser.problems
     );
+
+    // The logout button ends the session: back at the login page, and the overview is closed.
+    browser.load(&server.url("/")).await;
+    let dom = browser
+        .submit("document.querySelector('form[action=\"/logout\"]').submit();")
+        .await;
+    assert!(browser.problems.is_empty(), "logout reported: {:#?}", browser.problems);
+    assert!(dom.contains("action=\"/login\""), "not back at the login page: {dom}");
+    let dom = browser.load(&server.url("/")).await;
+    assert!(dom.contains("action=\"/login\"") && !dom.contains("Not recoverable"));
 
     browser.close().await;
     server.stop().await;

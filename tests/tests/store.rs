@@ -38,6 +38,7 @@ lifeboat_tests::both_engines! {
     results_round_trip,
     results_for_asset_are_newest_first_and_limited,
     runs_are_materialised_once_per_due_time,
+    numbers_that_would_not_read_back_are_never_written,
     concurrent_leases_of_one_run_have_one_winner,
     expired_leases_requeue_until_attempts_run_out_and_late_runs_are_missed,
     a_flip_is_recorded_once_with_its_messages_under_concurrency,
@@ -649,6 +650,44 @@ fn new_run(asset: &str, due_at: DateTime<Utc>, max_attempts: i64) -> NewRun {
     }
 }
 
+/// A timeout the lease arithmetic cannot hold (10^13 s once wrote a lease no query could read)
+/// is refused by every writer, and nothing is written.
+async fn numbers_that_would_not_read_back_are_never_written(db: TestDb) {
+    let t = now();
+    let absurd = TestSpec {
+        timeout_seconds: 10_000_000_000_000,
+        ..spec("db")
+    };
+    assert!(matches!(
+        db.store.sync_tests(&[spec("cache"), absurd], t).await,
+        Err(StoreError::OutOfRange(_))
+    ));
+    assert!(
+        db.store.tests().await.expect("tests").is_empty(),
+        "the batch is refused whole"
+    );
+    db.store.sync_tests(&[spec("db")], t).await.expect("sync");
+    assert!(matches!(
+        db.store
+            .set_test_override("prod", "db", None, Some(i64::MAX / 1_000), false)
+            .await,
+        Err(StoreError::OutOfRange(_))
+    ));
+    let run = NewRun {
+        timeout_seconds: 1 << 62,
+        ..new_run("db", t, 3)
+    };
+    assert!(matches!(
+        db.store.materialise_runs("prod", "db", &[run], None, t).await,
+        Err(StoreError::OutOfRange(_))
+    ));
+    assert!(db.store.runs(None, 10).await.expect("runs").is_empty());
+    assert_eq!(
+        db.store.tests().await.expect("tests")[0].effective_timeout_seconds(),
+        600
+    );
+}
+
 async fn runs_are_materialised_once_per_due_time(db: TestDb) {
     let t = now();
     db.store.sync_tests(&[spec("db")], t).await.expect("sync");
@@ -769,16 +808,26 @@ async fn concurrent_leases_of_one_run_have_one_winner(db: TestDb) {
             .expect("lease")
             .is_empty()
     );
-    // A result completes it, once.
+    // Only the holder's result completes it (not another agent's, not from another
+    // environment), and only once.
+    for (agent, environment) in [(AgentId::new(), "prod"), (holder, "staging")] {
+        assert!(
+            !db.store
+                .complete_run(run.run_id, uuid::Uuid::new_v4(), "passed", (agent, environment), t)
+                .await
+                .expect("complete"),
+            "{agent} of {environment} completed a run it does not hold"
+        );
+    }
     assert!(
         db.store
-            .complete_run(run.run_id, uuid::Uuid::new_v4(), "passed", t)
+            .complete_run(run.run_id, uuid::Uuid::new_v4(), "passed", (holder, "prod"), t)
             .await
             .expect("complete")
     );
     assert!(
         !db.store
-            .complete_run(run.run_id, uuid::Uuid::new_v4(), "passed", t)
+            .complete_run(run.run_id, uuid::Uuid::new_v4(), "passed", (holder, "prod"), t)
             .await
             .expect("complete")
     );

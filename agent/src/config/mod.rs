@@ -19,7 +19,10 @@ use std::path::{Path, PathBuf};
 use lifeboat_shared::config_file::{self, ConfigError};
 use lifeboat_shared::durations::HumanDuration;
 pub use lifeboat_shared::env_string::{EnvString, expand};
-use lifeboat_shared::protocol::{AssetDecl, BackupDecl, Inventory, Location, TestDecl};
+use lifeboat_shared::protocol::{
+    AssetDecl, BackupDecl, Inventory, Location, MAX_INVENTORY_ITEMS, MAX_OBJECTIVE_SECONDS, MAX_TEST_TIMEOUT_SECONDS,
+    TestDecl,
+};
 use lifeboat_shared::telemetry::TelemetryConfig;
 use serde::{Deserialize, Deserializer};
 use toml::Spanned;
@@ -30,11 +33,11 @@ pub use pick::{Pick, PickError};
 /// Where the agent keeps its state when `work_dir` is not given.
 const DEFAULT_WORK_DIR: &str = "/var/lib/lifeboat-agent/work";
 /// The longest a restore test may be given.
-const MAX_TIMEOUT_SECS: u64 = 7 * 86_400;
+const MAX_TIMEOUT_SECS: u64 = MAX_TEST_TIMEOUT_SECONDS;
 /// The longest RPO, RTO, test interval, retention or keep-on-failure.
 const MAX_PERIOD_SECS: u64 = 10 * 365 * 86_400;
 /// The shortest and longest posture scan interval.
-const SCAN_INTERVAL_SECS: std::ops::RangeInclusive<u64> = 10..=86_400;
+const SCAN_INTERVAL_SECS: std::ops::RangeInclusive<u64> = 10..=30 * 86_400;
 
 /// The whole agent configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -109,12 +112,13 @@ pub struct AssetConfig {
     pub path: Option<EnvString>,
     #[serde(default)]
     pub location: Location,
-    #[serde(default = "default_rpo", deserialize_with = "period")]
+    /// At most a year, like `rto` and `test_interval` (the protocol's bound).
+    #[serde(default = "default_rpo", deserialize_with = "objective")]
     pub rpo: HumanDuration,
-    #[serde(default = "default_rto", deserialize_with = "period")]
+    #[serde(default = "default_rto", deserialize_with = "objective")]
     pub rto: HumanDuration,
     /// How often a restore test must pass (default 24 h).
-    #[serde(default = "default_test_interval", deserialize_with = "period")]
+    #[serde(default = "default_test_interval", deserialize_with = "objective")]
     pub test_interval: HumanDuration,
     /// `table.column` whose newest value gives the real data age of a restore.
     #[serde(default)]
@@ -176,6 +180,7 @@ pub struct TestConfig {
     /// `latest` or `random_within:30d`.
     #[serde(default)]
     pub pick: Pick,
+    /// 1 s to 7 days (the protocol's bound).
     #[serde(default = "default_timeout", deserialize_with = "test_timeout")]
     pub timeout: HumanDuration,
     /// Keep a failed sandbox this long for inspection.
@@ -216,7 +221,8 @@ pub struct CredentialConfig {
 pub struct ScanConfig {
     #[serde(default)]
     pub paths: Vec<PathBuf>,
-    /// How often the daemon runs a posture scan (inventory, locations, credentials; no restore).
+    /// How often the daemon runs a posture scan (inventory, locations, credentials; no restore);
+    /// 10 s to 30 days.
     #[serde(default = "default_scan_interval", deserialize_with = "scan_interval")]
     pub interval: HumanDuration,
     /// Scan the agent's own environment variables (default on).
@@ -282,6 +288,11 @@ fn bounded<'de, D: Deserializer<'de>>(
 
 fn period<'de, D: Deserializer<'de>>(deserializer: D) -> Result<HumanDuration, D::Error> {
     bounded(deserializer, 1..=MAX_PERIOD_SECS, "the duration")
+}
+
+/// An RPO, RTO or test interval: what the coordinator accepts in an inventory.
+fn objective<'de, D: Deserializer<'de>>(deserializer: D) -> Result<HumanDuration, D::Error> {
+    bounded(deserializer, 1..=MAX_OBJECTIVE_SECONDS, "the duration")
 }
 
 fn optional_period<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<HumanDuration>, D::Error> {
@@ -367,6 +378,7 @@ impl AgentConfig {
                 ));
             }
         }
+        self.check_counts(path, text)?;
         for test in &mut self.test {
             if !assets.contains(test.asset.get_ref().as_str()) {
                 return Err(unknown(&test.asset, "test.asset"));
@@ -399,6 +411,34 @@ impl AgentConfig {
             ));
         }
         Ok(())
+    }
+
+    /// Refuses more assets, backups or tests than an inventory may carry.
+    fn check_counts(&self, path: &Path, text: &str) -> Result<(), ConfigError> {
+        let too_many = [
+            (
+                "asset",
+                self.asset.get(MAX_INVENTORY_ITEMS).map(|asset| asset.name.span()),
+            ),
+            (
+                "backup",
+                self.backup.get(MAX_INVENTORY_ITEMS).map(|backup| backup.name.span()),
+            ),
+            ("test", self.test.get(MAX_INVENTORY_ITEMS).map(|test| test.asset.span())),
+        ];
+        match too_many
+            .into_iter()
+            .find_map(|(table, span)| span.map(|span| (table, span)))
+        {
+            Some((table, span)) => Err(ConfigError::at(
+                path,
+                text,
+                Some(span),
+                table,
+                format!("at most {MAX_INVENTORY_ITEMS} [[{table}]] entries"),
+            )),
+            None => Ok(()),
+        }
     }
 
     /// The tests of `asset`, in the order they are declared.
@@ -590,6 +630,28 @@ paths = ["/srv/app", "/home/deploy"]
         assert_eq!(inventory.tests.len(), 1, "one scheduled run per asset");
         assert_eq!(inventory.tests[0].timeout_seconds, 3 * 3_600);
         assert_eq!(inventory.tests[0].checks.len(), 4);
+    }
+
+    #[test]
+    fn numbers_the_coordinator_would_refuse_are_refused_here_with_their_line() {
+        let text = DESIGN_EXAMPLE.replace("timeout  = \"1h\"", "timeout  = \"8d\"");
+        let message = parse(&text).expect_err("too long").to_string();
+        assert!(message.starts_with("agent.toml:27:"), "{message}");
+        assert!(
+            message.contains("field `timeout`") && message.contains("must be between"),
+            "{message}"
+        );
+
+        let text = DESIGN_EXAMPLE.replace("rpo = \"24h\"", "rpo = \"400d\"");
+        let message = parse(&text).expect_err("too long").to_string();
+        assert!(message.starts_with("agent.toml:12:"), "{message}");
+        assert!(message.contains("field `rpo`"), "{message}");
+
+        let text = DESIGN_EXAMPLE.replace("timeout  = \"1h\"", "timeout  = \"7d\"");
+        assert_eq!(
+            parse(&text).expect("7 days is the bound").inventory().tests[0].timeout_seconds,
+            MAX_TEST_TIMEOUT_SECONDS
+        );
     }
 
     #[test]

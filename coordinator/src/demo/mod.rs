@@ -173,6 +173,8 @@ async fn story(
 http_listen = "127.0.0.1:0"
 data_dir = "{data}"
 server_names = ["127.0.0.1", "localhost"]
+# The demo serves on loopback only: its status page needs no login.
+public_status = true
 
 [agents]
 heartbeat_interval = "2s"

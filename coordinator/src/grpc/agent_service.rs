@@ -2,10 +2,11 @@
 //!
 //! A session starts with the coordinator's Welcome and the agent's Hello, then carries
 //! heartbeats (echoed for round-trip measurement), inventories, progress and results (handed to
-//! the [`ResultIngestor`], acknowledged after commit). It ends when the agent goes away, when a
-//! message is malformed (`InvalidArgument`, never a panic), when the agent is revoked
-//! (`PermissionDenied`, within a second), when its certificate expires without renewal, or at
-//! shutdown.
+//! the [`ResultIngestor`], acknowledged after commit). A result or an inventory that fails
+//! [`admission`](super::admission) is rejected on its own and the session goes on. The session
+//! ends when the agent goes away, when another message is malformed (`InvalidArgument`, never a
+//! panic), when the agent is revoked (`PermissionDenied`, within a second), when its certificate
+//! expires without renewal, or at shutdown.
 
 use std::pin::pin;
 use std::sync::Arc;
@@ -21,6 +22,7 @@ use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::ca::CertificateAuthority;
+use crate::grpc::admission::Admission;
 use crate::grpc::auth::authenticate;
 use crate::ingest::ResultIngestor;
 use crate::revocation::Revocations;
@@ -44,6 +46,8 @@ pub struct AgentApi {
     pub ingestor: ResultIngestor,
     pub certificate_ttl: Duration,
     pub heartbeat_interval: Duration,
+    /// The per-agent quotas and checks of results and inventories.
+    pub admission: Arc<Admission>,
 }
 
 fn storage_status(err: crate::store::StoreError) -> Status {
@@ -246,12 +250,68 @@ impl AgentApi {
                 }
             };
             guard.liveness.seen();
-            let message = match AgentMessage::try_from(raw) {
-                Ok(message) => message,
-                Err(err) => return Some(err.into()),
+            let handled = match raw.body {
+                Some(pb::agent_message::Body::Result(result)) => self.receive_result(identity, result, outbound).await,
+                Some(pb::agent_message::Body::Inventory(inventory)) => {
+                    self.receive_inventory(identity, inventory, outbound).await
+                }
+                body => match AgentMessage::try_from(pb::AgentMessage { body }) {
+                    Ok(message) => self.handle(identity, message, outbound).await,
+                    Err(err) => Err(err.into()),
+                },
             };
-            if let Err(status) = self.handle(identity, message, outbound).await {
+            if let Err(status) = handled {
                 return Some(status);
+            }
+        }
+    }
+
+    /// Admits a result and queues it for the store, or rejects it on its own.
+    async fn receive_result(
+        &self,
+        identity: &PeerIdentity,
+        result: pb::RunResult,
+        outbound: &Outbound,
+    ) -> Result<(), Status> {
+        let sent_id = result.result_id.clone();
+        match self.admission.result(&self.store, identity, result, Utc::now()).await {
+            Ok(result) => {
+                self.handle(identity, AgentMessage::Result(Box::new(result)), outbound)
+                    .await
+            }
+            Err(rejection) => {
+                tracing::warn!(
+                    agent_id = %identity.agent_id,
+                    result_id = %sent_id.chars().take(64).collect::<String>(),
+                    reason = rejection.reason(),
+                    "result rejected"
+                );
+                // A full queue means the agent is not reading; it sends the result again later.
+                let _full = outbound.try_send(Ok(rejection.message(&sent_id)));
+                Ok(())
+            }
+        }
+    }
+
+    /// Admits and stores an inventory, or tells the agent why not (the previous one stays).
+    async fn receive_inventory(
+        &self,
+        identity: &PeerIdentity,
+        inventory: pb::Inventory,
+        outbound: &Outbound,
+    ) -> Result<(), Status> {
+        match self.admission.inventory(identity.agent_id, inventory, Utc::now()) {
+            Ok(inventory) => {
+                self.handle(identity, AgentMessage::Inventory(inventory), outbound)
+                    .await
+            }
+            Err(reason) => {
+                tracing::warn!(agent_id = %identity.agent_id, %reason, "inventory rejected");
+                let rejected = pb::InventoryRejected { reason };
+                let _full = outbound.try_send(Ok(coordinator_message(
+                    pb::coordinator_message::Body::InventoryRejected(rejected),
+                )));
+                Ok(())
             }
         }
     }

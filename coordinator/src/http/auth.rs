@@ -1,18 +1,23 @@
-//! Operator authentication for `/api/v1/*`: `Authorization: Bearer lbo_…`, checked against the
-//! hashed tokens in the store on every request (a revoked token stops working at once).
+//! Operator authentication, checked against the hashed tokens in the store on every request (a
+//! revoked token stops working at once).
 //!
-//! Anything else is answered `401` with a JSON error and a `WWW-Authenticate` challenge; the
-//! reason (missing, malformed, unknown, expired) is not told apart on the wire.
+//! - `/api/v1/*` ([`require_operator`]): `Authorization: Bearer lbo_…`. Anything else is
+//!   answered `401` with a JSON error and a `WWW-Authenticate` challenge; the reason (missing,
+//!   malformed, unknown, expired) is not told apart on the wire.
+//! - The status page, asset pages and `/metrics` ([`require_viewer`]): a bearer token (Prometheus)
+//!   or the session cookie of a [`login`](super::login); without either, a page answers `401`
+//!   with the login form and `/metrics` a plain `401`. `public_status = true` opens them.
 
 use axum::extract::{Request, State};
 use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
-use axum::http::{HeaderMap, HeaderValue};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use chrono::Utc;
 
 use super::AppState;
 use super::api::ApiError;
+use super::login;
 
 /// Lets the request through when it carries a valid operator token.
 pub(super) async fn require_operator(State(state): State<AppState>, request: Request, next: Next) -> Response {
@@ -26,6 +31,49 @@ pub(super) async fn require_operator(State(state): State<AppState>, request: Req
         }
         Ok(None) => unauthorized(),
         Err(err) => ApiError::Store(err).into_response(),
+    }
+}
+
+/// Lets the request through when the status page is public, or the request carries a valid
+/// operator token or session.
+pub(super) async fn require_viewer(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if state.inner.public_status {
+        return next.run(request).await;
+    }
+    let now = Utc::now();
+    let headers = request.headers();
+    let token = bearer_token(headers)
+        .map(str::to_owned)
+        .or_else(|| login::session_id(headers).and_then(|id| state.inner.sessions.token(id, now)));
+    let valid = match token {
+        Some(token) => state.store().operator_token_valid(&token, now).await,
+        None => Ok(None),
+    };
+    match valid {
+        Ok(Some(_operator)) => next.run(request).await,
+        Ok(None) if request.uri().path() == "/metrics" => {
+            let mut response = (
+                StatusCode::UNAUTHORIZED,
+                "an operator token is required: Authorization: Bearer lbo_...\n",
+            )
+                .into_response();
+            response
+                .headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"lifeboat\""));
+            response
+        }
+        Ok(None) => {
+            let here = request
+                .uri()
+                .path_and_query()
+                .map_or("/", |path| path.as_str())
+                .to_owned();
+            login::login_page(StatusCode::UNAUTHORIZED, &here, None)
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "cannot check a viewer's token in the store");
+            (StatusCode::SERVICE_UNAVAILABLE, "storage unavailable\n").into_response()
+        }
     }
 }
 

@@ -4,12 +4,18 @@
 //! - `/` and `/assets/{environment}/{asset}`: the status page, server-rendered HTML with inline
 //!   CSS and SVG, no JavaScript ([`status_page`], [`svg`]).
 //! - `/metrics`: Prometheus text format ([`metrics`]); `/healthz` and `/readyz`: probes.
+//! - `/login`, `/logout`: operator sessions for the status page ([`login`]). The status page,
+//!   asset pages and `/metrics` need a session or a bearer token unless `public_status = true`;
+//!   the probes are always open.
 //!
-//! Everything here only reads the store; the one write path into this module is
-//! [`record_run`], which the ingest path calls for every stored restore result.
+//! [`listener`] serves it all within connection caps and timeouts. Everything here only reads
+//! the store; the one write path into this module is [`record_run`], which the ingest path calls
+//! for every stored restore result.
 
 mod api;
 mod auth;
+pub mod listener;
+mod login;
 mod metrics;
 mod status_page;
 mod svg;
@@ -18,17 +24,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::routing::get;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::routing::{get, post};
 use chrono::{DateTime, Utc};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::store::{Store, VerdictRecord};
 
+pub use listener::HttpLimits;
 pub use metrics::{record_run, run_upkeep};
 pub use status_page::asset_path;
+
+/// Largest login or logout form.
+const MAX_FORM_BYTES: usize = 4 * 1024;
 
 /// Longest `/readyz` waits for the store before answering "not ready".
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -40,8 +50,11 @@ pub struct HttpState {
     /// `lifeboat_connected_agents`: live, where the store's flag lags by a flush interval.
     pub connected_agents: Arc<dyn Fn() -> usize + Send + Sync>,
     /// The address operators reach the status page at (`https://lifeboat.example.com`), so the
-    /// API can return absolute links; relative links when `None`.
+    /// API can return absolute links; relative links when `None`. An `https` URL also marks the
+    /// session cookie `Secure`.
     pub public_url: Option<String>,
+    /// Serve the status page, asset pages and `/metrics` without a login.
+    pub public_status: bool,
 }
 
 /// The state every handler shares; cheap to clone.
@@ -54,6 +67,8 @@ struct Inner {
     store: Store,
     connected_agents: Arc<dyn Fn() -> usize + Send + Sync>,
     public_url: Option<String>,
+    public_status: bool,
+    sessions: login::Sessions,
     metrics: metrics::StoreGauges,
     /// The serialised verdict listing per environment filter, reused for [`api::LISTING_TTL`]:
     /// dashboards polling every asset of a large organisation read it from memory.
@@ -64,6 +79,21 @@ struct Inner {
 impl AppState {
     fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// Whether cookies get `Secure`: the public URL is HTTPS, or a proxy says the request came
+    /// over HTTPS.
+    fn secure_cookies(&self, headers: &HeaderMap) -> bool {
+        let public_https = self
+            .inner
+            .public_url
+            .as_deref()
+            .is_some_and(|url| url.starts_with("https://"));
+        let forwarded_https = headers
+            .get("x-forwarded-proto")
+            .and_then(|value| value.to_str().ok())
+            .is_some_and(|proto| proto.eq_ignore_ascii_case("https"));
+        public_https || forwarded_https
     }
 
     /// The absolute URL of `path` when a public URL is configured, else `path`.
@@ -82,6 +112,8 @@ pub fn router(state: HttpState) -> Router {
             store: state.store,
             connected_agents: state.connected_agents,
             public_url: state.public_url,
+            public_status: state.public_status,
+            sessions: login::Sessions::default(),
             metrics: metrics::StoreGauges::new(),
             verdict_listings: std::sync::Mutex::default(),
         }),
@@ -90,10 +122,21 @@ pub fn router(state: HttpState) -> Router {
         state.clone(),
         auth::require_operator,
     ));
-    Router::new()
+    let viewer = Router::new()
         .route("/", get(status_page::overview))
         .route("/assets/{environment}/{asset}", get(status_page::asset_detail))
         .route("/metrics", get(metrics::scrape))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_viewer,
+        ));
+    let sessions = Router::new()
+        .route("/login", get(login::form).post(login::submit))
+        .route("/logout", post(login::logout))
+        .layer(DefaultBodyLimit::max(MAX_FORM_BYTES));
+    Router::new()
+        .merge(viewer)
+        .merge(sessions)
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .nest("/api/v1", api)
@@ -101,17 +144,20 @@ pub fn router(state: HttpState) -> Router {
         .with_state(state)
 }
 
-/// Serves `router` on `listener` until `shutdown` is cancelled, then lets requests in flight
-/// finish. Runs the metrics upkeep (histogram maintenance) in the meantime.
-pub async fn serve(listener: TcpListener, router: Router, shutdown: CancellationToken) -> std::io::Result<()> {
+/// Serves `router` on `listener` within `limits` until `shutdown` is cancelled, then lets
+/// requests in flight finish. Runs the metrics upkeep (histogram maintenance) in the meantime.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: HttpLimits,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
     let upkeep_stop = shutdown.child_token();
     let upkeep = tokio::spawn(metrics::upkeep(upkeep_stop.clone()));
     if let Ok(address) = listener.local_addr() {
-        tracing::info!(%address, "serving the API, status page and metrics");
+        tracing::info!(%address, max_connections = limits.max_connections, "serving the API, status page and metrics");
     }
-    let served = axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await;
+    let served = listener::serve(listener, router, limits, shutdown).await;
     upkeep_stop.cancel();
     if let Err(err) = upkeep.await {
         tracing::warn!(error = %err, "metrics upkeep task failed");

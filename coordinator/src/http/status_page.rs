@@ -42,9 +42,10 @@ const FLIPS_PER_CARD: usize = 3;
 const DETAIL_FLIPS: u32 = 20;
 const DETAIL_RESTORES: usize = 20;
 
-/// Scripts are forbidden outright; styles are inline; the only image is the empty favicon.
+/// Scripts are forbidden outright; styles are inline; the only image is the empty favicon; the
+/// only form is the logout button, posting to this site.
 const CSP: &str = "default-src 'none'; style-src 'unsafe-inline'; img-src data:; base-uri 'none'; \
-     form-action 'none'; frame-ancestors 'none'";
+     form-action 'self'; frame-ancestors 'none'";
 
 const STYLE: &str = r#"
 :root{color-scheme:light dark;--ok:#1a7f37;--bad:#cf222e;--warn:#9a6700;--muted:#57606a;--line:#d0d7de;--card:#fff;--bg:#f6f8fa;--fg:#1f2328}
@@ -96,6 +97,7 @@ th,td{text-align:left;padding:.3rem .4rem;border-bottom:1px solid var(--line);ve
 td.bad{color:var(--bad);font-weight:600}td.ok{color:var(--ok);font-weight:600}
 dl{display:grid;grid-template-columns:max-content 1fr;gap:.2rem 1rem;margin:.5rem 0}dt{color:var(--muted)}dd{margin:0;overflow-wrap:anywhere}
 footer{color:var(--muted);font-size:.8rem;margin:2rem 0 1rem}
+footer form{display:inline;margin-left:1rem}footer button{font:inherit;cursor:pointer}
 "#;
 
 /// A page that could not be rendered.
@@ -217,16 +219,25 @@ impl Page {
             escape(&self.title)
         );
         html.push_str(&self.body);
-        html.push_str("<footer>Lifeboat — continuous recovery testing.</footer></main></body></html>");
-        let mut response = (status, html).into_response();
-        let headers = response.headers_mut();
-        headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
-        headers.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
-        headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
-        headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
-        headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        response
+        html.push_str(
+            "<footer>Lifeboat — continuous recovery testing.<form method=\"post\" action=\"/logout\">\
+             <button type=\"submit\">Log out</button></form></footer></main></body></html>",
+        );
+        html_response(status, html, CSP)
     }
+}
+
+/// An HTML answer with the headers every page of ours carries: `csp`, no sniffing, no
+/// referrer, no caching.
+pub(super) fn html_response(status: StatusCode, html: String, csp: &'static str) -> Response {
+    let mut response = (status, html).into_response();
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    headers.insert(CONTENT_SECURITY_POLICY, HeaderValue::from_static(csp));
+    headers.insert(X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    headers.insert(REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
 }
 
 /// `GET /`: the organisation, every environment, every asset.

@@ -9,6 +9,7 @@
 
 use chrono::{DateTime, Utc};
 use lifeboat_shared::ids::{AgentId, RunId};
+use lifeboat_shared::protocol::{MAX_OBJECTIVE_SECONDS, MAX_TEST_TIMEOUT_SECONDS};
 use serde::Serialize;
 use uuid::Uuid;
 
@@ -245,12 +246,51 @@ const MISS_RUNS: &str = "UPDATE runs SET state = 'missed', updated_at = $1, \
      WHERE state = 'queued' AND ((attempts = 0 AND start_deadline <= $1) \
        OR (attempts > 0 AND start_deadline + timeout_seconds * 1000 <= $1))";
 
+/// Only the agent holding the lease, in the run's environment, completes a run.
 const COMPLETE_RUN: &str = "UPDATE runs SET state = 'done', result_id = $2, outcome = $3, updated_at = $4, \
-     lease_expires_at = NULL WHERE run_id = $1 AND state <> 'done'";
+     lease_expires_at = NULL WHERE run_id = $1 AND state = 'leased' AND agent_id = $5 AND environment = $6";
+
+/// Refuses a test timeout the lease arithmetic (`due + timeout * 1000 + grace`, in
+/// milliseconds) or a reader could not handle.
+fn check_timeout(what: &str, seconds: i64) -> Result<(), StoreError> {
+    let max = MAX_TEST_TIMEOUT_SECONDS as i64;
+    if (1..=max).contains(&seconds) {
+        Ok(())
+    } else {
+        Err(StoreError::OutOfRange(format!(
+            "{what}: timeout {seconds} s is outside 1..={max} s"
+        )))
+    }
+}
+
+/// Refuses an interval, RPO or RTO beyond the protocol's bound.
+fn check_objective(what: &str, name: &str, seconds: i64) -> Result<(), StoreError> {
+    let max = MAX_OBJECTIVE_SECONDS as i64;
+    if (0..=max).contains(&seconds) {
+        Ok(())
+    } else {
+        Err(StoreError::OutOfRange(format!(
+            "{what}: {name} {seconds} s is outside 0..={max} s"
+        )))
+    }
+}
+
+impl TestSpec {
+    /// Checks that every number can be stored, read back and used.
+    pub fn check(&self) -> Result<(), StoreError> {
+        let what = format!("test {}/{}", self.environment, self.asset);
+        check_timeout(&what, self.timeout_seconds)?;
+        check_objective(&what, "interval", self.interval_seconds)?;
+        check_objective(&what, "rpo", self.rpo_seconds)?;
+        check_objective(&what, "rto", self.rto_seconds)
+    }
+}
 
 impl Store {
-    /// Refreshes the tests from the inventories (overrides are kept).
+    /// Refreshes the tests from the inventories (overrides are kept). Refuses the whole batch
+    /// when one spec is out of range ([`TestSpec::check`]); callers check each spec first.
     pub async fn sync_tests(&self, specs: &[TestSpec], now: DateTime<Utc>) -> Result<(), StoreError> {
+        specs.iter().try_for_each(TestSpec::check)?;
         with_pool!(self, |pool, dialect| {
             let mut tx = pool.begin_with(dialect.begin_write).await?;
             for spec in specs {
@@ -290,6 +330,9 @@ impl Store {
         timeout_seconds: Option<i64>,
         paused: bool,
     ) -> Result<bool, StoreError> {
+        if let Some(timeout) = timeout_seconds {
+            check_timeout(&format!("test {environment}/{asset}"), timeout)?;
+        }
         let changed = with_pool!(self, |pool| {
             sqlx::query(SET_OVERRIDE)
                 .bind(environment)
@@ -314,6 +357,12 @@ impl Store {
         next_due_at: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Result<u64, StoreError> {
+        for run in runs {
+            check_timeout(
+                &format!("run of {}/{}", run.environment, run.asset),
+                run.timeout_seconds,
+            )?;
+        }
         let inserted = with_pool!(self, |pool, dialect| {
             let mut tx = pool.begin_with(dialect.begin_write).await?;
             let mut inserted = 0;
@@ -419,20 +468,26 @@ impl Store {
         Ok(counts)
     }
 
-    /// Records the result of a run. False when the run is unknown or already done.
+    /// Records the result of a run that `agent` of `environment` holds the lease of. False when
+    /// the run is unknown, already done, or not leased to that agent (its lease lapsed, or it
+    /// is another agent's): the result is stored all the same, the run is not completed.
     pub async fn complete_run(
         &self,
         run_id: RunId,
         result_id: Uuid,
         outcome: &str,
+        holder: (AgentId, &str),
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
+        let (agent, environment) = holder;
         let changed = with_pool!(self, |pool| {
             sqlx::query(COMPLETE_RUN)
                 .bind(run_id.0)
                 .bind(result_id)
                 .bind(outcome)
                 .bind(to_millis(now))
+                .bind(agent.0)
+                .bind(environment)
                 .execute(pool)
                 .await?
                 .rows_affected()

@@ -110,6 +110,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("cannot encode {0} as JSON")]
     Encode(String),
+    /// A value the store would write but could not read back (or use in its own arithmetic).
+    #[error("{0}")]
+    OutOfRange(String),
     #[error(transparent)]
     Database(#[from] sqlx::Error),
     #[error("cannot migrate the database: {0}")]

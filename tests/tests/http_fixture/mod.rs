@@ -6,6 +6,8 @@
 //! `<script>alert(1)</script>` (a hostile name, not recoverable: its restore timed out) and
 //! `uploads` (recoverable); `staging` has `app-db` (recoverable). Every asset has a test and
 //! restore results with restore times; two agents, one connected.
+//!
+//! The status page needs a login unless the server is started public ([`Server::sqlite_public`]).
 
 #![allow(dead_code)]
 
@@ -46,12 +48,21 @@ pub struct Server {
 }
 
 impl Server {
-    /// A seeded SQLite store, served.
+    /// A seeded SQLite store, served; the status page needs a login.
     pub async fn sqlite() -> Server {
+        Self::sqlite_with(false).await
+    }
+
+    /// A seeded SQLite store, served with `public_status = true`.
+    pub async fn sqlite_public() -> Server {
+        Self::sqlite_with(true).await
+    }
+
+    async fn sqlite_with(public_status: bool) -> Server {
         let dir = tempfile::tempdir().expect("temp dir");
         let url = format!("sqlite://{}", dir.path().join("coordinator.db").display());
         let store = Store::connect(&url).await.expect("open sqlite store");
-        Self::start(store, Some(dir), None).await
+        Self::start(store, Some(dir), None, public_status).await
     }
 
     /// A seeded store on a throw-away PostgreSQL cluster, served.
@@ -61,10 +72,10 @@ impl Server {
         let store = Store::connect(&cluster.url("lifeboat"))
             .await
             .expect("open postgres store");
-        Self::start(store, None, Some(cluster)).await
+        Self::start(store, None, Some(cluster), false).await
     }
 
-    async fn start(store: Store, dir: Option<TempDir>, cluster: Option<PgCluster>) -> Server {
+    async fn start(store: Store, dir: Option<TempDir>, cluster: Option<PgCluster>, public_status: bool) -> Server {
         seed(&store).await;
         let token = store
             .create_operator_token("ci", Some(Utc::now() + Duration::hours(1)))
@@ -74,11 +85,17 @@ impl Server {
             store: store.clone(),
             connected_agents: Arc::new(|| 1),
             public_url: None,
+            public_status,
         });
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let address = listener.local_addr().expect("address");
         let shutdown = CancellationToken::new();
-        let task = tokio::spawn(http::serve(listener, router, shutdown.clone()));
+        let task = tokio::spawn(http::serve(
+            listener,
+            router,
+            http::HttpLimits::default(),
+            shutdown.clone(),
+        ));
         Server {
             base: format!("http://{address}"),
             address,
@@ -93,6 +110,30 @@ impl Server {
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
+    }
+
+    /// Logs in through the form with the server's operator token; returns the `Cookie` header
+    /// value of the session.
+    pub async fn login(&self) -> String {
+        let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        let response = client
+            .post(self.url("/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            // Operator tokens are base64url: nothing to escape.
+            .body(format!("token={}&next=%2F", self.token))
+            .send()
+            .await
+            .expect("login");
+        assert_eq!(response.status(), reqwest::StatusCode::SEE_OTHER, "login refused");
+        let cookie = response
+            .headers()
+            .get("set-cookie")
+            .and_then(|value| value.to_str().ok())
+            .expect("a session cookie");
+        cookie.split(';').next().expect("name=value").to_owned()
     }
 
     /// Stops the server and waits for it.
