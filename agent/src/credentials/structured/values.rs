@@ -15,7 +15,7 @@ pub fn is_literal_secret(value: &str, quoted: bool, format: Format, min_length: 
     if length < min_length || length > MAX_LENGTH || value.chars().any(char::is_whitespace) {
         return false;
     }
-    if is_placeholder(value) || is_reference(value) || is_code_like(value) {
+    if is_placeholder(value) || is_reference(value) || is_code_like(value, quoted) {
         return false;
     }
     if !quoted && format != Format::Config && is_identifier(value) {
@@ -56,9 +56,11 @@ fn is_reference(value: &str) -> bool {
 }
 
 /// Calls, indexing, member access on identifiers and constants: `os.environ["X"]`,
-/// `config.db.password`, `MLKEM_SHARED_SECRET_BYTES`, `Settings::PASSWORD`.
-fn is_code_like(value: &str) -> bool {
-    if value.contains(['(', ')', '[', ']', '{', '}', ';']) || value.contains("::") || value.contains("->") {
+/// `config.db.password`, `MLKEM_SHARED_SECRET_BYTES`, `Settings::PASSWORD`. Brackets only
+/// count outside quotes: a quoted password may well contain them.
+fn is_code_like(value: &str, quoted: bool) -> bool {
+    let expression = value.contains(['(', ')', '[', ']', '{', '}', ';']) || value.contains("->");
+    if (!quoted && expression) || value.contains("::") {
         return true;
     }
     let is_constant = value.contains('_')
@@ -121,7 +123,6 @@ mod tests {
             "MLKEM_SHARED_SECRET_BYTES",
             "self.password",
             "config.db.password",
-            "os.environ[\"X\"]",
             "${DB_PASSWORD}",
             "$DB_PASSWORD",
             "%DB_PASSWORD%",
@@ -139,5 +140,7 @@ mod tests {
         }
         assert!(!is_literal_secret("passwordInput", false, Format::Code, 6));
         assert!(!is_literal_secret("dbPassword", false, Format::Unknown, 6));
+        assert!(!is_literal_secret("os.environ[\"X\"]", false, Format::Code, 6));
+        assert!(is_literal_secret("k(3]x!9{q", true, Format::Code, 6));
     }
 }
