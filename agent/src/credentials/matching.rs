@@ -17,7 +17,7 @@ use super::rules::{Decode, Match, Matcher, Rule, RuleSet, Source};
 use super::secret::Secret;
 use super::severity;
 use super::structured::Format;
-use super::structured::decode;
+use super::structured::{assignment, decode};
 
 /// How far a window is stretched to reach a line boundary (regexes anchor on lines and words);
 /// kept short because the regex pass costs per byte of window, and hot keywords (`password`,
@@ -89,8 +89,19 @@ fn search(set: &RuleSet, text: &[u8], source: Source) -> Vec<Found> {
                 }
             }
             Matcher::Assignment(spec) => {
-                for &(start, end) in rule_windows {
-                    for assigned in spec.find_in_line(&text[start..end], source.format) {
+                // Each window is one keyword hit: only the key holding it is looked at.
+                let mut last_key = None;
+                for &(hit_start, hit_end) in rule_windows {
+                    let (start, end) = line_near(text, hit_start, hit_end);
+                    let line = &text[start..end];
+                    let Some(key) = assignment::key_around(line, hit_start - start, hit_end - start) else {
+                        continue;
+                    };
+                    if Some((start, key)) == last_key {
+                        continue;
+                    }
+                    last_key = Some((start, key));
+                    if let Some(assigned) = spec.find_at(line, key, source.format) {
                         found.push(Found {
                             rule: rule_index,
                             start: start + assigned.start,
@@ -106,21 +117,20 @@ fn search(set: &RuleSet, text: &[u8], source: Source) -> Vec<Found> {
     found
 }
 
-/// Per rule, the merged byte ranges to look at: windows around regex rules' keyword hits, and
-/// the lines (at most [`ASSIGNMENT_REACH`] around the hit) of assignment rules' hits.
+/// Per rule, the byte ranges to look at: merged windows around a regex rule's keyword hits;
+/// the hits themselves for an assignment rule.
 fn candidate_windows(set: &RuleSet, text: &[u8]) -> Vec<Vec<(usize, usize)>> {
     let mut windows: Vec<Vec<(usize, usize)>> = vec![Vec::new(); set.rules.len()];
     set.prefilter.for_each_hit(text, |keyword, hit_start, hit_end| {
         for &rule_index in &set.owners[keyword] {
             let rule = &set.rules[rule_index];
-            let (start, end) = match rule.matcher {
-                Matcher::Regex(_) => (
-                    line_start(text, hit_start.saturating_sub(rule.window_before), LINE_STRETCH),
-                    line_end(text, (hit_end + rule.window_after).min(text.len()), LINE_STRETCH),
-                ),
-                Matcher::Assignment(_) => line_near(text, hit_start, hit_end),
-            };
             let rule_windows = &mut windows[rule_index];
+            if let Matcher::Assignment(_) = rule.matcher {
+                rule_windows.push((hit_start, hit_end));
+                continue;
+            }
+            let start = line_start(text, hit_start.saturating_sub(rule.window_before), LINE_STRETCH);
+            let end = line_end(text, (hit_end + rule.window_after).min(text.len()), LINE_STRETCH);
             match rule_windows.last_mut() {
                 Some(last) if start <= last.1 => {
                     last.0 = last.0.min(start);

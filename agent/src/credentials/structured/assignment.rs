@@ -57,24 +57,47 @@ impl AssignmentSpec {
             while index < line.len() && is_key_byte(line[index]) {
                 index += 1;
             }
-            let key = String::from_utf8_lossy(&line[key_start..index]);
-            if !self.names.matches(&words(&key)) {
-                continue;
-            }
-            let Some(assigned) = value_after_key(line, key_start, index) else {
-                continue;
-            };
-            if is_literal_secret(&assigned.value, assigned.quoted, format, self.min_length) {
-                found.push(Assigned {
-                    start: assigned.start,
-                    end: assigned.end,
-                    value: assigned.value,
-                });
+            if let Some(assigned) = self.assigned_to_key(line, key_start, index, format) {
                 index = index.max(assigned.end);
+                found.push(assigned);
             }
         }
         found
     }
+
+    /// The secret value assigned to the key `line[key.0..key.1]` (see [`key_around`]), if any.
+    pub fn find_at(&self, line: &[u8], key: (usize, usize), format: Format) -> Option<Assigned> {
+        self.assigned_to_key(line, key.0, key.1, format)
+    }
+
+    fn assigned_to_key(&self, line: &[u8], key_start: usize, key_end: usize, format: Format) -> Option<Assigned> {
+        let key_bytes = &line[key_start..key_end];
+        if !self.names.may_match(key_bytes) || !self.names.matches(&words(&String::from_utf8_lossy(key_bytes))) {
+            return None;
+        }
+        let assigned = value_after_key(line, key_start, key_end)?;
+        is_literal_secret(&assigned.value, assigned.quoted, format, self.min_length).then_some(Assigned {
+            start: assigned.start,
+            end: assigned.end,
+            value: assigned.value,
+        })
+    }
+}
+
+/// The key token (a run of key bytes) holding the first key byte of `line[from..to]` (a keyword
+/// hit, which may start with a quote or another non-key byte).
+pub fn key_around(line: &[u8], from: usize, to: usize) -> Option<(usize, usize)> {
+    let at = from
+        + line
+            .get(from..to.min(line.len()))?
+            .iter()
+            .position(|&b| is_key_byte(b))?;
+    let start = line[..at].iter().rposition(|&b| !is_key_byte(b)).map_or(0, |p| p + 1);
+    let end = line[at..]
+        .iter()
+        .position(|&b| !is_key_byte(b))
+        .map_or(line.len(), |p| at + p);
+    Some((start, end))
 }
 
 fn is_key_byte(byte: u8) -> bool {
@@ -293,6 +316,7 @@ mod tests {
                 words: vec!["pass".into(), "pw".into(), "pwd".into()],
                 suffixes: vec!["password".into(), "passwd".into()],
                 meta_words: vec!["len".into(), "name".into(), "field".into()],
+                ..NameSpec::default()
             },
             min_length: 6,
         }

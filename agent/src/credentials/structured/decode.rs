@@ -6,6 +6,9 @@
 //! - `.pgpass` lines (`host:port:database:user:password`): the
 //!   `postgresql://user:password@host:port/database` URL the PostgreSQL analyser connects with.
 
+use std::sync::LazyLock;
+
+use aho_corasick::AhoCorasick;
 use serde_yaml_ng::Value;
 
 /// One decoded `data:` entry of a Kubernetes Secret.
@@ -22,14 +25,16 @@ pub struct DecodedEntry {
 
 /// Whether `text` may hold a Kubernetes Secret (a cheap test before parsing).
 pub fn may_hold_kubernetes_secret(text: &[u8]) -> bool {
-    [
-        &b"kind: Secret"[..],
-        b"\"kind\": \"Secret\"",
-        b"\"kind\":\"Secret\"",
-        b"kind: \"Secret\"",
-    ]
-    .iter()
-    .any(|marker| text.windows(marker.len()).any(|window| window == *marker))
+    static MARKERS: LazyLock<Option<AhoCorasick>> = LazyLock::new(|| {
+        AhoCorasick::new([
+            "kind: Secret",
+            "\"kind\": \"Secret\"",
+            "\"kind\":\"Secret\"",
+            "kind: \"Secret\"",
+        ])
+        .ok()
+    });
+    MARKERS.as_ref().is_some_and(|markers| markers.is_match(text))
 }
 
 /// Every `data:` entry of every Kubernetes Secret in `text`, decoded. A document that does not

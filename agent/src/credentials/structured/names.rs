@@ -45,9 +45,46 @@ pub struct NameSpec {
     /// Words that, after the matched one, make the key a name about the secret.
     #[serde(default)]
     pub meta_words: Vec<String>,
+    /// What [`NameSpec::may_match`] looks for, computed once.
+    #[serde(skip)]
+    pub(super) probes: std::sync::OnceLock<Vec<Vec<u8>>>,
 }
 
 impl NameSpec {
+    /// A cheap first test on the raw key: whether it contains the first word of a listed name
+    /// or an ending (ASCII case-insensitively); [`NameSpec::matches`] decides.
+    pub fn may_match(&self, key: &[u8]) -> bool {
+        self.probes().iter().any(|probe| {
+            probe.len() <= key.len()
+                && key
+                    .windows(probe.len())
+                    .any(|window| window.eq_ignore_ascii_case(probe))
+        })
+    }
+
+    fn probes(&self) -> &[Vec<u8>] {
+        self.probes.get_or_init(|| {
+            let mut probes: Vec<Vec<u8>> = self
+                .words
+                .iter()
+                .map(|word| word.split(' ').next().unwrap_or(word).as_bytes().to_vec())
+                .chain(self.suffixes.iter().map(|suffix| suffix.as_bytes().to_vec()))
+                .collect();
+            // A probe that contains another is redundant: `password` contains `pass`.
+            probes.sort_by_key(Vec::len);
+            let mut kept: Vec<Vec<u8>> = Vec::new();
+            for probe in probes {
+                if !kept
+                    .iter()
+                    .any(|shorter| probe.windows(shorter.len()).any(|w| w == shorter.as_slice()))
+                {
+                    kept.push(probe);
+                }
+            }
+            kept
+        })
+    }
+
     /// Whether a key with these words names a secret: a listed word (or word ending) that is not
     /// followed by a meta word. Digits at the end of a word are ignored (`password2`).
     pub fn matches(&self, key_words: &[String]) -> bool {
@@ -103,8 +140,9 @@ mod tests {
             words: vec!["pass".into(), "api key".into(), "secret".into()],
             suffixes: vec!["password".into()],
             meta_words: vec!["len".into(), "bytes".into(), "name".into()],
+            ..NameSpec::default()
         };
-        let matches = |key: &str| spec.matches(&words(key));
+        let matches = |key: &str| spec.may_match(key.as_bytes()) && spec.matches(&words(key));
         assert!(matches("MYSQL_ROOT_PASSWORD"));
         assert!(matches("rootPassword2"));
         assert!(matches("db_pass"));
