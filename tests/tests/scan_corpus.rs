@@ -11,13 +11,14 @@
 //! token" rule and a positive for their "user token" rule): a negative whose exact text is
 //! also labelled positive elsewhere is counted apart ("contradicted").
 //!
-//! Measured on 2026-11-25 (430 positives; 143 negatives of which 21 contradicted): recall
-//! 0.442, precision 0.969. The floors below sit a little under the measurement so a rule tweak
-//! does not fail the build but a regression does. Many
-//! positives are for services we do not cover on purpose (Adafruit, Blynk, Gradle, Twitch,
-//! ARNs, bucket names, password hashes, …) or are documentation placeholders our filters
-//! drop on purpose (`user:secret@localhost`, `thisismypassword`, `aaaa…`): recall is not the
-//! goal there.
+//! Measured on 2026-12-04 (430 positives; 143 negatives of which 21 contradicted): recall
+//! 0.665, precision 0.960 (before issue 12: 0.442 and 0.969). The floors below sit a little
+//! under the measurement so a rule tweak does not fail the build but a regression does. The
+//! rules were written for credential families from vendors' token formats, not fitted to these
+//! examples. Most remaining misses are on purpose: resource names rather than credentials
+//! (ARNs, bucket names), and documentation placeholders our filters drop
+//! (`postgresql://user:secret@localhost`, `Password=myPassword;`, `00aaaa…`); the rest are
+//! services without a rule (Kerberos, VMware, TrueNAS, ThingsBoard, Gradle, Twitch).
 //!
 //! (b) Recall and precision per line on our own labelled tree (tests/fixtures/scan-corpus,
 //! written for Lifeboat with random values): every labelled line must have a finding (recall)
@@ -39,15 +40,15 @@ use std::time::Duration;
 use lifeboat_agent::credentials::rules::rules;
 use lifeboat_agent::credentials::scanner::{ScanOptions, ScanReport, SightingSource, SkipReason, scan_paths};
 
-/// Floor of recall: positives in which we find anything (measured MEASURED_RECALL). See the
+/// Floor of recall: positives in which we find anything (measured 0.665 = 286/430). See the
 /// module docs for why it is not higher.
-const RECALL_FLOOR: f64 = 0.40;
+const RECALL_FLOOR: f64 = 0.63;
 /// Floor of precision: found positives / (found positives + uncontradicted negatives with a
-/// finding) (measured 0.969: 6 false alarms in 122 negatives, most of them real-looking
+/// finding) (measured 0.960: 12 false alarms in 122 negatives, most of them real-looking
 /// secrets of another kind, e.g. an Auth0 client secret under a "not Auth0 credentials" label).
-const PRECISION_FLOOR: f64 = 0.93;
+const PRECISION_FLOOR: f64 = 0.94;
 
-/// Floors on our own labelled tree (measured OWN_MEASURED).
+/// Floors on our own labelled tree (measured 1.000 and 1.000 on 80 credential lines in 42 files).
 const OWN_RECALL_FLOOR: f64 = 0.95;
 const OWN_PRECISION_FLOOR: f64 = 0.95;
 

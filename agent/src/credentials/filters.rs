@@ -41,7 +41,6 @@ const PLACEHOLDER_MARKERS: &[&str] = &[
     "}}",
     "$(",
     "%s",
-    "%(",
     "<",
     ">",
 ];
@@ -95,7 +94,7 @@ pub fn is_placeholder(value: &str) -> bool {
         .strip_prefix('$')
         .and_then(|rest| rest.bytes().next())
         .is_some_and(|next| next.is_ascii_alphabetic() || matches!(next, b'_' | b'{' | b'('));
-    if variable || (lower.starts_with('%') && lower.ends_with('%')) {
+    if variable || (lower.starts_with('%') && lower.ends_with('%')) || has_named_format(&lower) {
         return true;
     }
     let significant: Vec<u8> = lower
@@ -112,6 +111,15 @@ pub fn is_placeholder(value: &str) -> bool {
     let letters: Vec<u8> = significant.iter().copied().filter(u8::is_ascii_alphabetic).collect();
     let digits: Vec<u8> = significant.iter().copied().filter(u8::is_ascii_digit).collect();
     has_ascending_run(&letters, 8) || has_ascending_run(&digits, 8)
+}
+
+/// `%(name)s`: a Python format template (a random secret may well contain `%(` alone).
+fn has_named_format(value: &str) -> bool {
+    value.match_indices("%(").any(|(index, _)| {
+        let rest = &value[index + 2..];
+        rest.find(')')
+            .is_some_and(|close| close > 0 && rest[..close].bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_'))
+    })
 }
 
 fn dominant_byte_count(bytes: &[u8]) -> usize {
@@ -216,10 +224,16 @@ mod tests {
             "aaaaaaaaaaaa",
             "abcdef123",
             "EXAMPLEKEY",
+            "%(password)s",
         ] {
             assert!(is_placeholder(value), "{value}");
         }
-        for value in ["Tr0ub4dor-9x", "6e8cd94e-7223-468a-a552-9b0566567bc4", "w9Kd2xPq7Lm"] {
+        for value in [
+            "Tr0ub4dor-9x",
+            "6e8cd94e-7223-468a-a552-9b0566567bc4",
+            "w9Kd2xPq7Lm",
+            "k2^xw!%(+=q9@vb7-Lm3",
+        ] {
             assert!(!is_placeholder(value), "{value}");
         }
     }
