@@ -162,7 +162,7 @@ fn recall_and_precision_per_line_on_our_labelled_tree() {
         .filter(|line| !line.trim().is_empty())
         .map(|line| serde_json::from_str(line).expect("parse label"))
         .collect();
-    let report = scan_paths(&[tree.clone()], &ScanOptions::default());
+    let report = scan_paths(std::slice::from_ref(&tree), &ScanOptions::default());
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     let mut found: BTreeMap<Label, Vec<String>> = BTreeMap::new();
     for sighting in &report.sightings {

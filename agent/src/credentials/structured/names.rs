@@ -148,7 +148,7 @@ mod tests {
         assert!(matches("db_pass"));
         assert!(matches("STRIPE_API_KEY"));
         assert!(matches("secret_key"));
-        assert!(matches("my_api_key_name") == false);
+        assert!(!matches("my_api_key_name"));
         assert!(!matches("secret_len"));
         assert!(!matches("MLKEM_SHARED_SECRET_BYTES"));
         assert!(!matches("password_name"));
