@@ -11,6 +11,7 @@ use lifeboat_shared::telemetry::{self, TelemetryConfig};
 use lifeboat_shared::tls::CaPin;
 
 use crate::config::AgentConfig;
+use crate::credentials::CredentialSeverity;
 use crate::enroll::{self, EnrollRequest};
 use crate::scrub::Scrubber;
 
@@ -64,8 +65,9 @@ pub enum Command {
         output: Output,
     },
     /// Credential discovery and scope only: finds secrets in PATHs (and, with --config, the
-    /// declared credentials, the agent's environment and CLI credential stores) and says what
-    /// each can destroy. Exit 0 when nothing high or critical was found, 1 otherwise, 2 on error.
+    /// declared credentials, the agent's environment and CLI credential stores), says what each
+    /// can destroy and how severe that is. Exit 0 when nothing reaches --min-severity (high by
+    /// default), 1 otherwise, 2 on error.
     Scan {
         /// Files or directories to scan (.gitignore is not honoured: .env files matter).
         paths: Vec<PathBuf>,
@@ -75,6 +77,10 @@ pub enum Command {
         /// Also scan this process's environment and the CLI credential stores of $HOME.
         #[arg(long)]
         stores: bool,
+        /// Exit 1 when a credential or finding of this severity or worse is found (a CI gate:
+        /// `medium` or `low` is stricter, `critical` looser). Everything is reported either way.
+        #[arg(long, value_enum, default_value_t = CredentialSeverity::High)]
+        min_severity: CredentialSeverity,
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },
@@ -164,6 +170,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             paths,
             config,
             stores,
+            min_severity,
             output,
         } => {
             let config = config.map(|path| AgentConfig::load(&path)).transpose()?;
@@ -185,7 +192,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ),
                 Output::Text => print!("{}", scrubber.text(&report.render())),
             }
-            return Ok(if report.alarming() {
+            return Ok(if report.alarming(min_severity) {
                 ExitCode::from(1)
             } else {
                 ExitCode::SUCCESS

@@ -1,34 +1,54 @@
 //! `lifeboat-agent scan PATH…`: credential discovery and scope on their own, without restoring
 //! anything (DESIGN.md §7). Values never leave: the output holds fingerprints, redacted
 //! previews, where each credential was found and what it can destroy.
+//!
+//! Every credential has a [severity](crate::credentials::severity) (from its rule and value,
+//! raised to high when its scope analysis shows it can destroy something); the
+//! `credential.exposed` findings of `scan` carry it, and `scan` exits 1 when anything reaches
+//! `--min-severity` (high by default), so a CI gate can trust the exit code.
 
 use std::path::PathBuf;
 
-use lifeboat_shared::findings::{Finding, Severity};
+use lifeboat_shared::findings::{Finding, FindingKind};
 use serde::Serialize;
 
 use crate::config::AgentConfig;
-use crate::credentials::FingerprintKey;
-use crate::posture::credentials::{self, Discovery, DiscoveryStats, PublicCredential};
+use crate::credentials::scope::Action;
+use crate::credentials::{CredentialSeverity, FingerprintKey, rules, severity};
+use crate::posture::credentials::{self, AnalysedCredential, Discovery, DiscoveryStats, PublicCredential};
 
 /// The `scan` output.
 #[derive(Debug, Clone, Serialize)]
 pub struct ScanOutput {
-    pub credentials: Vec<PublicCredential>,
+    pub credentials: Vec<ScanCredential>,
     pub findings: Vec<Finding>,
     pub discovery: DiscoveryStats,
 }
 
+/// A found credential with its severity.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScanCredential {
+    pub severity: CredentialSeverity,
+    #[serde(flatten)]
+    pub credential: PublicCredential,
+}
+
 impl ScanOutput {
-    /// Whether anything high or critical was found (exit code 1).
-    pub fn alarming(&self) -> bool {
-        self.findings.iter().any(|finding| finding.severity >= Severity::High)
+    /// Whether a credential or a finding reaches `min_severity` (exit code 1).
+    pub fn alarming(&self, min_severity: CredentialSeverity) -> bool {
+        self.credentials
+            .iter()
+            .any(|credential| credential.severity >= min_severity)
+            || self
+                .findings
+                .iter()
+                .any(|finding| finding.severity >= min_severity.finding_severity())
     }
 
     /// Text for a terminal.
     pub fn render(&self) -> String {
         let mut text = String::new();
-        for credential in &self.credentials {
+        for ScanCredential { severity, credential } in &self.credentials {
             let place = match (&credential.path, credential.line) {
                 (Some(path), Some(line)) => format!("{}:{line}", path.display()),
                 (Some(path), None) => path.display().to_string(),
@@ -39,8 +59,11 @@ impl ScanOutput {
                     .unwrap_or_default(),
             };
             text.push_str(&format!(
-                "{} {} {} at {place}\n",
-                credential.label, credential.preview, credential.fingerprint
+                "{} {} {} {} at {place}\n",
+                severity.as_str().to_uppercase(),
+                credential.label,
+                credential.preview,
+                credential.fingerprint
             ));
             for capability in &credential.capabilities {
                 text.push_str(&format!(
@@ -106,18 +129,57 @@ pub async fn run(paths: Vec<PathBuf>, config: Option<&AgentConfig>, stores: bool
             .public
             .capabilities
             .iter()
-            .filter(|capability| capability.action == crate::credentials::scope::Action::Destroy)
+            .filter(|capability| capability.action == Action::Destroy)
             .map(|capability| capability.resource.clone())
             .collect::<std::collections::BTreeSet<_>>()
             .into_iter()
             .map(|resource| format!("any {resource} it reaches"))
             .collect();
-        findings.extend(credentials::findings(credential, &destroys));
+        let level = credential_severity(credential);
+        findings.extend(
+            credentials::findings(credential, &destroys)
+                .into_iter()
+                .map(|finding| match finding.kind {
+                    FindingKind::CredentialExposed => finding.with_severity(level.finding_severity()),
+                    _ => finding,
+                }),
+        );
     }
     findings.sort_by_key(|finding| std::cmp::Reverse(finding.severity));
+    let mut credentials: Vec<ScanCredential> = found
+        .into_iter()
+        .map(|credential| ScanCredential {
+            severity: credential_severity(&credential),
+            credential: credential.public,
+        })
+        .collect();
+    credentials.sort_by_key(|credential| std::cmp::Reverse(credential.severity));
     ScanOutput {
-        credentials: found.into_iter().map(|credential| credential.public).collect(),
+        credentials,
         findings,
         discovery: stats,
+    }
+}
+
+/// The severity of a credential: its rule's, raised by its value (a superuser login) and by
+/// its scope (high when it can destroy anything). A declared credential without a rule of its
+/// kind starts at medium.
+fn credential_severity(credential: &AnalysedCredential) -> CredentialSeverity {
+    let public = &credential.public;
+    let rule_severity = rules::rules()
+        .get(&public.kind)
+        .map_or(CredentialSeverity::Medium, |rule| rule.severity);
+    let from_value = match &credential.secret {
+        Some(secret) => severity::assess(&public.family, rule_severity, secret.expose()),
+        None => rule_severity,
+    };
+    let destroys = public
+        .capabilities
+        .iter()
+        .any(|capability| capability.action == Action::Destroy);
+    if destroys {
+        from_value.max(CredentialSeverity::High)
+    } else {
+        from_value
     }
 }

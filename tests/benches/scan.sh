@@ -4,7 +4,10 @@
 # source trees, configs and logs, >= 500 MB, deterministic seed, a manifest of planted secrets).
 #
 # Prints throughput of each tool, recall of the planted secrets (matched by path and line), and
-# the ratios ours/ripsecrets and ours/detect-secrets. Throughput is measured on a warm page
+# the ratios ours/ripsecrets and ours/detect-secrets. Then recall and precision of each tool on
+# two labelled sets: our own tree (tests/fixtures/scan-corpus, scored per line) and
+# noseyparker's labelled examples (tests/fixtures/secret-scanning, one file per example,
+# scored per example as tests/tests/scan_corpus.rs does). Throughput is measured on a warm page
 # cache (the corpus is read once before timing). detect-secrets is too slow for the whole
 # corpus, so it runs on one shard (5 %) and its throughput is extrapolated from that; our
 # scanner is also timed on that shard so the comparison is like for like.
@@ -156,4 +159,98 @@ if rip_gbps:
     print(f"ratio lifeboat/ripsecrets     {ours['gb_per_s'] / rip_gbps:.1f}x")
 if detect_gbps:
     print(f"ratio lifeboat/detect-secrets {ours_subset['gb_per_s'] / detect_gbps:.1f}x (same subset)")
+PY
+
+echo "== labelled sets: our tree and noseyparker's examples" >&2
+LABELLED="$OUT/labelled"
+rm -rf "$LABELLED" && mkdir -p "$LABELLED/np"
+python3 - "$ROOT/tests/fixtures/secret-scanning/labelled-examples.jsonl" "$LABELLED/np" <<'PY'
+import json, os, sys
+source, out = sys.argv[1], sys.argv[2]
+with open(source) as f:
+    examples = [json.loads(line) for line in f if line.strip()]
+with open(os.path.join(out, "..", "np-index.jsonl"), "w") as index:
+    for number, example in enumerate(examples):
+        name = f"example-{number:04d}.txt"
+        with open(os.path.join(out, name), "w") as f:
+            f.write(example["text"] + "\n")
+        index.write(json.dumps({"file": name, "label": example["label"], "text": example["text"]}) + "\n")
+PY
+OWN_TREE="$ROOT/tests/fixtures/scan-corpus/tree"
+"$BENCH" --threads "$THREADS" --sightings-out "$LABELLED/lifeboat-own.jsonl" "$OWN_TREE" > /dev/null
+"$BENCH" --threads "$THREADS" --sightings-out "$LABELLED/lifeboat-np.jsonl" "$LABELLED/np" > /dev/null
+if [[ "${SKIP_RIPSECRETS:-0}" != 1 ]]; then
+    "$TOOLS/bin/ripsecrets" "$OWN_TREE" > "$LABELLED/ripsecrets-own.txt" || true
+    "$TOOLS/bin/ripsecrets" "$LABELLED/np" > "$LABELLED/ripsecrets-np.txt" || true
+fi
+if [[ "${SKIP_DETECT_SECRETS:-0}" != 1 ]]; then
+    (cd "$OWN_TREE" && "$TOOLS/venv/bin/detect-secrets" scan --all-files . > "$LABELLED/detect-secrets-own.json")
+    (cd "$LABELLED/np" && "$TOOLS/venv/bin/detect-secrets" scan --all-files . > "$LABELLED/detect-secrets-np.json")
+fi
+python3 - "$ROOT" "$LABELLED" <<'PY'
+import json, os, sys
+root, labelled = sys.argv[1], sys.argv[2]
+own_tree = os.path.join(root, "tests/fixtures/scan-corpus/tree")
+np_dir = os.path.join(labelled, "np")
+with open(os.path.join(root, "tests/fixtures/scan-corpus/labels.jsonl")) as f:
+    own_labels = {(entry["path"], entry["line"]) for entry in map(json.loads, filter(str.strip, f))}
+with open(os.path.join(labelled, "np-index.jsonl")) as f:
+    np_index = [json.loads(line) for line in f]
+positive_texts = {entry["text"] for entry in np_index if entry["label"] == "positive"}
+
+def lifeboat(name, base):
+    found = set()
+    with open(os.path.join(labelled, name)) as f:
+        for record in map(json.loads, f):
+            found.add((os.path.relpath(record["path"], base), record["line"]))
+    return found
+
+def ripsecrets(name, base):
+    found = set()
+    path = os.path.join(labelled, name)
+    if not os.path.exists(path):
+        return None
+    with open(path, errors="replace") as f:
+        for line in f:
+            parts = line.split(":", 2)
+            if len(parts) >= 2 and parts[1].isdigit():
+                found.add((os.path.relpath(parts[0], base), int(parts[1])))
+    return found
+
+def detect_secrets(name, base):
+    path = os.path.join(labelled, name)
+    if not os.path.exists(path):
+        return None
+    with open(path) as f:
+        results = json.load(f)["results"]
+    return {(os.path.normpath(file), finding["line_number"]) for file, findings in results.items() for finding in findings}
+
+def score_own(found):
+    true_positives = len(own_labels & found)
+    false_positives = len(found - own_labels)
+    recall = true_positives / len(own_labels)
+    precision = true_positives / (true_positives + false_positives) if true_positives + false_positives else float("nan")
+    return recall, precision
+
+def score_np(found):
+    files = {file for file, _ in found}
+    positives = [entry for entry in np_index if entry["label"] == "positive"]
+    negatives = [entry for entry in np_index if entry["label"] == "negative" and entry["text"] not in positive_texts]
+    hits = sum(entry["file"] in files for entry in positives)
+    alarms = sum(entry["file"] in files for entry in negatives)
+    return hits / len(positives), (hits / (hits + alarms) if hits + alarms else float("nan"))
+
+tools = [
+    ("lifeboat", lifeboat("lifeboat-own.jsonl", own_tree), lifeboat("lifeboat-np.jsonl", np_dir)),
+    ("ripsecrets", ripsecrets("ripsecrets-own.txt", own_tree), ripsecrets("ripsecrets-np.txt", np_dir)),
+    ("detect-secrets", detect_secrets("detect-secrets-own.json", own_tree), detect_secrets("detect-secrets-np.json", np_dir)),
+]
+print(f"labelled sets: our tree {len(own_labels)} credential lines; noseyparker {len(np_index)} examples")
+for name, own, np in tools:
+    if own is None:
+        continue
+    own_recall, own_precision = score_own(own)
+    np_recall, np_precision = score_np(np)
+    print(f"{name:<15} our tree: recall {own_recall:.3f} precision {own_precision:.3f}   "
+          f"noseyparker: recall {np_recall:.3f} precision {np_precision:.3f}")
 PY

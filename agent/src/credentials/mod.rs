@@ -5,7 +5,13 @@
 //! # Layout
 //!
 //! - [`rules`]: the credential rule set (data in `agent/rules/credentials.toml`), compiled.
-//! - [`scanner`]: discovery in files (parallel walk, keyword prefilter + regex).
+//! - [`prefilter`]: the keyword pass that decides which regions the rules look at.
+//! - [`matching`]: searching one text with the rule set (windows, decoding, overlaps, lines).
+//! - [`structured`]: key/value context in every config format and in code, and the values a
+//!   format says are encoded (Kubernetes Secrets, docker auths, `.pgpass`).
+//! - [`filters`]: placeholders, entropy and shape filters; the redacted preview.
+//! - [`severity`]: what a found credential can destroy, from `low` to `critical`.
+//! - [`scanner`]: discovery in files (parallel walk, then [`rules`]).
 //! - [`stores`]: the agent's environment and CLI credential stores (`~/.aws/credentials`, kubeconfig, …).
 //! - [`secret`]: the secret value ([`Secret`]), its keyed fingerprint and redacted preview.
 //! - [`redact`]: passwords out of URLs and connection strings in any text.
@@ -15,11 +21,17 @@
 //! A secret value never leaves the agent: [`Secret`] has no `Serialize` and a redacting `Debug`,
 //! so the only way to put it on the wire or in a log is to write `.expose()` on purpose.
 
+pub mod filters;
+pub mod matching;
+pub mod prefilter;
 pub mod redact;
 pub mod rules;
 pub mod scanner;
 pub mod scope;
 pub mod secret;
+pub mod severity;
 pub mod stores;
+pub mod structured;
 
 pub use secret::{FingerprintKey, Secret};
+pub use severity::CredentialSeverity;

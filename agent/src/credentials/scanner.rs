@@ -28,8 +28,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use ignore::{WalkBuilder, WalkState};
 use serde::Serialize;
 
-use super::rules::{self, RuleSet};
+use super::filters;
+use super::rules::{self, RuleSet, Source};
 use super::secret::{FingerprintKey, Secret};
+use super::severity::{self, CredentialSeverity};
 
 /// How much of a file is inspected for NUL bytes to call it binary.
 const BINARY_PROBE_BYTES: usize = 8 * 1024;
@@ -97,6 +99,8 @@ pub struct Sighting {
     pub label: String,
     /// The rule's family, which picks the scope analyser.
     pub family: String,
+    /// What it can destroy, from its rule and its value (posture and `scan` use it).
+    pub severity: CredentialSeverity,
     pub secret: Secret,
     pub source: SightingSource,
 }
@@ -107,6 +111,7 @@ impl Sighting {
             rule_id: rule.id.clone(),
             label: rule.label.clone(),
             family: rule.family.clone(),
+            severity: severity::assess(&rule.family, rule.severity, secret.expose()),
             secret,
             source,
         }
@@ -118,9 +123,9 @@ impl Sighting {
     }
 
     /// The preview that may be shown; a URL keeps everything but its password
-    /// (see [`rules::redacted_preview`]).
+    /// (see [`filters::redacted_preview`]).
     pub fn preview(&self) -> String {
-        rules::redacted_preview(&self.secret)
+        filters::redacted_preview(&self.secret)
     }
 
     /// What may leave the agent about this sighting.
@@ -129,6 +134,7 @@ impl Sighting {
             kind: self.rule_id.clone(),
             label: self.label.clone(),
             family: self.family.clone(),
+            severity: self.severity,
             fingerprint: self.fingerprint(key),
             preview: self.preview(),
             path: self.source.path().map(Path::to_path_buf),
@@ -157,6 +163,7 @@ pub struct PublicSighting {
     pub kind: String,
     pub label: String,
     pub family: String,
+    pub severity: CredentialSeverity,
     pub fingerprint: String,
     pub preview: String,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -422,7 +429,7 @@ pub(crate) fn scan_file(
     }
     shared.files_scanned.fetch_add(1, Ordering::Relaxed);
     shared.bytes_scanned.fetch_add(buffer.len() as u64, Ordering::Relaxed);
-    let found = rules.find(buffer);
+    let found = rules.find_in(buffer, Source::of_path(path));
     if found.is_empty() {
         return;
     }
@@ -593,6 +600,7 @@ mod tests {
             rule_id: "postgres_url".into(),
             label: "PostgreSQL connection URL with password".into(),
             family: "postgres".into(),
+            severity: CredentialSeverity::High,
             secret: Secret::new("postgres://app:Tr0ub4dor-9x@db:5432/rentals"),
             source: SightingSource::File {
                 path: "/srv/app/.env".into(),

@@ -16,9 +16,11 @@
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 
+use super::filters;
 use super::rules::{self, Rule};
 use super::scanner::{self, ScanOptions, ScanReport, Shared, Sighting, SightingOrigin, SightingSource};
 use super::secret::Secret;
+use super::structured::decode;
 
 /// Finds credentials in environment variables, matched as `NAME=value` lines through the
 /// same rules as files (so `RAILWAY_TOKEN` or `DATABASE_URL` in the environment is found).
@@ -151,66 +153,13 @@ fn store_sighting(rule: &Rule, secret: String, path: &Path, line: usize) -> Sigh
     )
 }
 
-/// `~/.pgpass`: `hostname:port:database:username:password`, `\:` and `\\` escaped, `*` wild.
+/// `~/.pgpass`: each entry as the `postgresql://` URL the PostgreSQL analyser connects with.
 fn pgpass_sightings(path: &Path, text: &str) -> Vec<Sighting> {
-    let mut sightings = Vec::new();
-    for (index, line) in text.lines().enumerate() {
-        let line = line.trim_end_matches('\r');
-        if line.trim().is_empty() || line.trim_start().starts_with('#') {
-            continue;
-        }
-        let fields = split_pgpass_line(line);
-        let [host, port, database, user, password] = fields.as_slice() else {
-            continue;
-        };
-        if password.is_empty() || rules::is_placeholder(password) {
-            continue;
-        }
-        let host = if host == "*" { "localhost" } else { host.as_str() };
-        let port = if port == "*" { "5432" } else { port.as_str() };
-        let database = if database == "*" {
-            String::new()
-        } else {
-            format!("/{}", percent_encode(database))
-        };
-        let url = format!(
-            "postgresql://{}:{}@{host}:{port}{database}",
-            percent_encode(user),
-            percent_encode(password)
-        );
-        sightings.push(store_sighting(rule("postgres_url"), url, path, index + 1));
-    }
-    sightings
-}
-
-fn split_pgpass_line(line: &str) -> Vec<String> {
-    let mut fields = vec![String::new()];
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        match c {
-            '\\' => {
-                if let Some(escaped) = chars.next() {
-                    fields.last_mut().expect("fields is never empty").push(escaped);
-                }
-            }
-            ':' if fields.len() < 5 => fields.push(String::new()),
-            other => fields.last_mut().expect("fields is never empty").push(other),
-        }
-    }
-    fields
-}
-
-/// Percent-encodes everything but RFC 3986 unreserved characters (for URL user and password).
-fn percent_encode(value: &str) -> String {
-    let mut encoded = String::with_capacity(value.len());
-    for byte in value.bytes() {
-        if byte.is_ascii_alphanumeric() || matches!(byte, b'-' | b'.' | b'_' | b'~') {
-            encoded.push(char::from(byte));
-        } else {
-            encoded.push_str(&format!("%{byte:02X}"));
-        }
-    }
-    encoded
+    decode::pgpass_entries(text)
+        .into_iter()
+        .filter(|entry| !filters::is_placeholder(&entry.password))
+        .map(|entry| store_sighting(rule("postgres_url"), entry.url, path, entry.line))
+        .collect()
 }
 
 /// `~/.railway/config.json`: `{"user": {"token": "…"}, "projects": {…}}`.
@@ -221,7 +170,7 @@ fn railway_sightings(path: &Path, text: &str) -> Vec<Sighting> {
     let Some(token) = config.pointer("/user/token").and_then(serde_json::Value::as_str) else {
         return Vec::new();
     };
-    if token.is_empty() || rules::is_placeholder(token) {
+    if token.is_empty() || filters::is_placeholder(token) {
         return Vec::new();
     }
     vec![store_sighting(
@@ -245,14 +194,10 @@ fn docker_sightings(path: &Path, text: &str) -> Vec<Sighting> {
         let Some(auth) = entry.get("auth").and_then(serde_json::Value::as_str) else {
             continue;
         };
-        let Some(decoded) = decode_base64(auth) else {
+        let Some(password) = decode::basic_auth_password(auth) else {
             continue;
         };
-        let decoded = String::from_utf8_lossy(&decoded);
-        let Some((_user, password)) = decoded.split_once(':') else {
-            continue;
-        };
-        if password.is_empty() || rules::is_placeholder(password) {
+        if filters::is_placeholder(&password) {
             continue;
         }
         // A Docker Hub access token used as the password is reported as what it is.
@@ -262,7 +207,7 @@ fn docker_sightings(path: &Path, text: &str) -> Vec<Sighting> {
             .next()
             .map(|hit| hit.rule);
         let rule = specific.unwrap_or_else(|| rule("docker_config_auth"));
-        sightings.push(store_sighting(rule, password.to_owned(), path, line_of(text, auth)));
+        sightings.push(store_sighting(rule, password, path, line_of(text, auth)));
     }
     sightings
 }
@@ -271,30 +216,6 @@ fn docker_sightings(path: &Path, text: &str) -> Vec<Sighting> {
 fn line_of(text: &str, needle: &str) -> usize {
     text.find(needle)
         .map_or(1, |offset| text[..offset].matches('\n').count() + 1)
-}
-
-/// Standard base64 (padding optional); `None` for anything else.
-fn decode_base64(text: &str) -> Option<Vec<u8>> {
-    let mut bits: u32 = 0;
-    let mut bit_count = 0;
-    let mut out = Vec::with_capacity(text.len() * 3 / 4);
-    for byte in text.trim().trim_end_matches('=').bytes() {
-        let value = match byte {
-            b'A'..=b'Z' => byte - b'A',
-            b'a'..=b'z' => byte - b'a' + 26,
-            b'0'..=b'9' => byte - b'0' + 52,
-            b'+' | b'-' => 62,
-            b'/' | b'_' => 63,
-            _ => return None,
-        };
-        bits = (bits << 6) | u32::from(value);
-        bit_count += 6;
-        if bit_count >= 8 {
-            bit_count -= 8;
-            out.push(u8::try_from((bits >> bit_count) & 0xff).ok()?);
-        }
-    }
-    Some(out)
 }
 
 #[cfg(test)]
@@ -457,17 +378,5 @@ mod tests {
         assert_eq!(report.sightings.len(), 1);
         assert_eq!(report.sightings[0].rule_id, "kubeconfig_client_key");
         assert_eq!(report.sightings[0].family, "kubernetes");
-    }
-
-    #[test]
-    fn pgpass_fields_and_base64_decode() {
-        assert_eq!(
-            split_pgpass_line(r"h:5432:d:u:p\:a\\ss:more"),
-            vec!["h", "5432", "d", "u", r"p:a\ss:more"]
-        );
-        assert_eq!(decode_base64("dXNlcjpwYXNz").as_deref(), Some(&b"user:pass"[..]));
-        assert_eq!(decode_base64("dXNlcjpwYXNzMQ==").as_deref(), Some(&b"user:pass1"[..]));
-        assert_eq!(decode_base64("not base64!"), None);
-        assert_eq!(percent_encode("a:b@c/d"), "a%3Ab%40c%2Fd");
     }
 }
