@@ -134,6 +134,51 @@ pub enum Command {
     /// The whole story on one machine: a production database, its backups, an agent, the
     /// drills, a ticket, the fixes, the resolve.
     Demo(crate::demo::DemoArgs),
+    /// The guard in front of destructive calls: ask it, or run the Railway gate.
+    #[command(subcommand)]
+    Guard(GuardCommand),
+    /// The MCP server for AI agents on stdin/stdout (tools: check_destructive_operation,
+    /// recovery_status, list_assets).
+    Mcp(ConfigArg),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GuardCommand {
+    /// May OPERATION be done to the resource now? Exit 0 allowed, 1 refused, 2 error. The
+    /// decision is recorded in the evidence log.
+    Check {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The environment the operation runs in (its unknown-resource policy applies).
+        #[arg(long)]
+        environment: Environment,
+        /// Who runs the resource: railway, aws, s3, postgres, lifeboat, …
+        #[arg(long)]
+        provider: String,
+        /// KIND:ID, e.g. volume:vol-7f3a, bucket:b, rds-instance:x, database:rentals-db, asset:rentals-db.
+        #[arg(long)]
+        resource: String,
+        /// delete, wipe, restore-over or detach.
+        #[arg(long)]
+        operation: crate::guard::resources::Operation,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// The Railway gate: a GraphQL endpoint that forwards to Railway with the token only it
+    /// holds ([guard] upstream_token), refusing destructive calls the guard does not allow.
+    Proxy {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Address to listen on, e.g. 127.0.0.1:8787.
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// Railway's GraphQL endpoint, e.g. https://backboard.railway.com/graphql/v2.
+        #[arg(long)]
+        upstream: String,
+        /// The environment the gate's decisions are made in.
+        #[arg(long)]
+        environment: Environment,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -458,6 +503,92 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             }
         }
         Command::Demo(args) => return crate::demo::run(args).await,
+        Command::Guard(GuardCommand::Check {
+            config,
+            environment,
+            provider,
+            resource,
+            operation,
+            output,
+        }) => return guard_check(&config, environment, &provider, &resource, operation, output).await,
+        Command::Guard(GuardCommand::Proxy {
+            config,
+            listen,
+            upstream,
+            environment,
+        }) => guard_proxy(&config, listen, upstream, environment).await?,
+        Command::Mcp(config) => mcp_stdio(&config).await?,
     }
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// `guard check`: asks the guard once, prints the decision; exit 0 allowed, 1 refused.
+async fn guard_check(
+    arg: &ConfigArg,
+    environment: Environment,
+    provider: &str,
+    resource: &str,
+    operation: crate::guard::resources::Operation,
+    output: Output,
+) -> anyhow::Result<std::process::ExitCode> {
+    let resource = crate::guard::resources::Resource::parse(provider, resource)
+        .map_err(|err| anyhow::anyhow!("--provider/--resource: {err}"))?;
+    let config = load_config(arg)?;
+    let store = open_store(&config).await?;
+    let guard = crate::guard::Guard::new(store.clone(), &config);
+    let caller = crate::guard::Caller {
+        name: format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned())),
+        surface: crate::guard::Surface::Cli,
+    };
+    let request = crate::guard::CheckRequest {
+        environment,
+        resource,
+        operation,
+        action: None,
+    };
+    let answer = guard.check(&request, &caller).await;
+    store.close().await;
+    let answer = answer?;
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&answer)?),
+        Output::Text => print!("{}", crate::guard::render_answer(&answer)),
+    }
+    Ok(if answer.decision.allowed {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::from(1)
+    })
+}
+
+/// `guard proxy`: serves the Railway gate until SIGINT/SIGTERM.
+async fn guard_proxy(
+    arg: &ConfigArg,
+    listen: std::net::SocketAddr,
+    upstream: String,
+    environment: Environment,
+) -> anyhow::Result<()> {
+    let config = load_config(arg)?;
+    // The token is read before anything is bound, and never printed.
+    let token = crate::guard::upstream_token(&config.guard, &arg.config)?;
+    let _telemetry = telemetry::init("lifeboat-coordinator", &config.telemetry)?;
+    let shutdown = lifeboat_shared::shutdown::on_signals().context("install signal handlers")?;
+    let store = open_store(&config).await?;
+    let guard = crate::guard::Guard::new(store.clone(), &config);
+    let gate = crate::guard::proxy::Gate::new(guard, upstream, token, environment)?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("bind {listen}"))?;
+    let served = crate::guard::proxy::serve(listener, gate, shutdown).await;
+    store.close().await;
+    served.context("serve the Railway gate")
+}
+
+/// `mcp`: the MCP server on stdin/stdout; logs go to stderr.
+async fn mcp_stdio(arg: &ConfigArg) -> anyhow::Result<()> {
+    let config = load_config(arg)?;
+    let _telemetry = telemetry::init("lifeboat-coordinator", &config.telemetry)?;
+    let store = open_store(&config).await?;
+    let served = crate::guard::mcp::serve_stdio(crate::guard::Guard::new(store.clone(), &config)).await;
+    store.close().await;
+    served
 }

@@ -146,11 +146,18 @@ impl Coordinator {
         };
         if let Some(http) = http {
             let registry = sessions.clone();
+            let guard = crate::guard::Guard::new(store.clone(), &config);
             let router = crate::http::router(crate::http::HttpState {
                 store: store.clone(),
                 connected_agents: Arc::new(move || registry.len()),
                 public_url: config.alerts.public_url.clone(),
-            });
+            })
+            .merge(crate::guard::mcp::router(
+                guard.clone(),
+                mcp_hosts(&config),
+                background_http.child_token(),
+            ))
+            .layer(axum::Extension(guard));
             tasks.spawn(async move {
                 if let Err(err) = crate::http::serve(http, router, background_http).await {
                     tracing::error!(error = %err, "the HTTP server stopped");
@@ -309,4 +316,21 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .await
         .with_context(|| format!("bind {http_listen} (http_listen)"))?;
     coordinator.serve_with_http(listener, Some(http), shutdown).await
+}
+
+/// The names the MCP endpoint may be reached by: loopback, the server names and the public URL's
+/// host (anything else is refused, against DNS rebinding).
+fn mcp_hosts(config: &Config) -> Vec<String> {
+    let mut hosts: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
+    hosts.extend(config.server_names.iter().cloned());
+    if let Some(host) = config
+        .alerts
+        .public_url
+        .as_deref()
+        .and_then(|url| url.split("://").nth(1))
+        .and_then(|rest| rest.split(['/', ':']).next())
+    {
+        hosts.push(host.to_owned());
+    }
+    hosts
 }

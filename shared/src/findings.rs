@@ -87,6 +87,7 @@ catalogue! {
     AgentSelfScope => "agent.self_scope", High;
     BackupShrunk => "backup.shrunk", High;
     ChannelFailing => "channel.failing", High;
+    GuardRefused => "guard.refused", High;
 }
 
 /// Error for a finding code outside the catalogue.
@@ -169,7 +170,7 @@ mod tests {
             assert!(seen.insert(kind.code()), "duplicate code {}", kind.code());
             assert_eq!(kind.code().parse::<FindingKind>(), Ok(*kind));
         }
-        assert_eq!(seen.len(), 19);
+        assert_eq!(seen.len(), 20);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! - `/api/v1/*`: the JSON API for operators, behind bearer tokens ([`auth`]).
 //! - `/` and `/assets/{environment}/{asset}`: the status page, server-rendered HTML with inline
 //!   CSS and SVG, no JavaScript ([`status_page`], [`svg`]).
+//! - The guard's decisions on both pages ([`guard_section`]) and `POST /api/v1/guard/check`.
 //! - `/metrics`: Prometheus text format ([`metrics`]); `/healthz` and `/readyz`: probes.
 //!
 //! Everything here only reads the store; the one write path into this module is
@@ -10,6 +11,7 @@
 
 mod api;
 mod auth;
+mod guard_section;
 mod metrics;
 mod status_page;
 mod svg;
@@ -27,6 +29,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::store::{Store, VerdictRecord};
 
+pub(crate) use auth::Operator;
 pub use metrics::{record_run, run_upkeep};
 pub use status_page::asset_path;
 
