@@ -7,6 +7,8 @@
 //! - [`agent_check`]: `lifeboat-agent check` as a process, and reading its JSON report.
 //! - [`cluster`]: an in-process coordinator with helpers to enroll and run simulated agents.
 //! - [`processes`]: the built binaries as child processes (killed on drop), config files.
+//! - [`guard_world`]: a store seeded for the guard (the incident and its fixes), the test venv's
+//!   Python, and a local Railway upstream checking requests against Railway's schema.
 //! - [`postgres`]: throw-away PostgreSQL clusters.
 //! - [`raw`]: a byte-level gRPC codec for sending malformed messages.
 //! - [`store_db`]: a fresh store on SQLite or PostgreSQL; `both_engines!` runs a test on each.
@@ -17,6 +19,7 @@
 
 pub mod agent_check;
 pub mod cluster;
+pub mod guard_world;
 pub mod postgres;
 pub mod processes;
 pub mod raw;

@@ -36,12 +36,21 @@ pub struct ChildProcess {
 impl ChildProcess {
     /// Starts `binary args…`, logging stdout and stderr to `log`.
     pub fn spawn(binary_name: &str, args: &[&str], log: &Path, envs: &[(&str, &str)]) -> anyhow::Result<Self> {
+        Self::spawn_program(&binary(binary_name), args, log, envs)
+    }
+
+    /// Starts any `program args…` (a script, an interpreter), logging to `log`.
+    pub fn spawn_program(program: &Path, args: &[&str], log: &Path, envs: &[(&str, &str)]) -> anyhow::Result<Self> {
+        let binary_name = program.file_name().map_or_else(
+            || program.display().to_string(),
+            |name| name.to_string_lossy().into_owned(),
+        );
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(log)
             .with_context(|| format!("open {}", log.display()))?;
-        let mut command = Command::new(binary(binary_name));
+        let mut command = Command::new(program);
         command
             .args(args)
             .stdin(Stdio::null())

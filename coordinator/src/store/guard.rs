@@ -124,6 +124,8 @@ fn decision_record(new: &NewGuardDecision, recorded_at: DateTime<Utc>) -> String
         "kind": "guard_decision",
         "decision_id": new.id.to_string(),
         "environment": new.environment,
+        // What the row is about, as every record says (for the export's readers and `verify`).
+        "asset": resource_label(new),
         "caller": new.caller,
         "surface": new.surface,
         "resource": {"provider": new.provider, "kind": new.resource_kind, "id": new.resource_id},
