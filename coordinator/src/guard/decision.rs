@@ -30,7 +30,7 @@ pub struct AssetFacts {
     pub verdict: Option<VerdictRecord>,
     /// Recent restore tests, in any order.
     pub restores: Vec<RestorePoint>,
-    /// Findings of the latest posture scan.
+    /// Findings of the latest posture scan, when it is newer than the latest restore test.
     pub posture_findings: Vec<Finding>,
 }
 

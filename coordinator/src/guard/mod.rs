@@ -215,15 +215,24 @@ impl Guard {
         let (mut verdicts, mut restores, mut posture) = tokio::try_join!(
             store.verdicts_of(keys),
             store.restore_trends(keys, RESTORES_PER_ASSET),
-            store.latest_posture_findings_for(keys),
+            store.latest_posture_scans(keys),
         )?;
         Ok(keys
             .iter()
             .map(|key| {
+                let restores = restores.remove(key).unwrap_or_default();
+                // As for the verdict: a posture scan older than the latest restore test is
+                // superseded by it (the test scanned again before restoring).
+                let newest_restore = restores.iter().map(|restore| restore.finished_at).max();
+                let posture_findings = posture
+                    .remove(key)
+                    .filter(|(scanned_at, _)| newest_restore.is_none_or(|restored_at| *scanned_at >= restored_at))
+                    .map(|(_, findings)| findings)
+                    .unwrap_or_default();
                 let facts = AssetFacts {
                     verdict: verdicts.remove(key),
-                    restores: restores.remove(key).unwrap_or_default(),
-                    posture_findings: posture.remove(key).unwrap_or_default(),
+                    restores,
+                    posture_findings,
                 };
                 (key.clone(), facts)
             })

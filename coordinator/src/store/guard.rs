@@ -261,6 +261,43 @@ impl Store {
         Ok(details)
     }
 
+    /// The latest posture scan of each of `assets` that has had one: when it finished and what
+    /// it found (one index probe per asset).
+    pub async fn latest_posture_scans(
+        &self,
+        assets: &[AssetKey],
+    ) -> Result<HashMap<AssetKey, (DateTime<Utc>, Vec<lifeboat_shared::findings::Finding>)>, StoreError> {
+        if assets.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let keys = keys_json(assets)?;
+        let latest = "FROM results r WHERE r.environment = k.environment AND r.asset = k.asset AND r.kind = 'posture' \
+                      ORDER BY r.finished_at DESC LIMIT 1";
+        let statement = format!(
+            "WITH keys AS ({}) SELECT k.environment, k.asset, (SELECT r.finished_at {latest}) AS finished_at, \
+             (SELECT r.findings {latest}) AS findings FROM keys k",
+            self.keys_source()
+        );
+        let rows: Vec<(String, String, Option<i64>, Option<String>)> = with_pool!(self, |pool| {
+            sqlx::query_as(sqlx::AssertSqlSafe(statement.clone()))
+                .bind(keys.as_str())
+                .fetch_all(pool)
+                .await?
+        });
+        let mut scans = HashMap::new();
+        for (environment, asset, finished_at, findings) in rows {
+            if let (Some(finished_at), Some(findings)) = (finished_at, findings) {
+                let findings = serde_json::from_str(&findings)
+                    .map_err(|err| StoreError::Corrupt(format!("results.findings: {err}")))?;
+                scans.insert(
+                    (environment, asset),
+                    (from_millis("results.finished_at", finished_at)?, findings),
+                );
+            }
+        }
+        Ok(scans)
+    }
+
     /// The verdicts of `assets` that have one.
     pub async fn verdicts_of(&self, assets: &[AssetKey]) -> Result<HashMap<AssetKey, VerdictRecord>, StoreError> {
         let mut verdicts = HashMap::new();
