@@ -496,6 +496,48 @@ url = "sqlite:///var/lib/lifeboat/lifeboat.db"
     }
 
     #[test]
+    fn guard_settings_are_checked_with_their_line() {
+        let guarded = |section: &str| parse(&format!("{MINIMAL}[guard]\n{section}"));
+        let config = guarded("upstream_token = \"${RAILWAY_TOKEN}\"\nunknown_resources = \"allow\"\n").expect("valid");
+        assert_eq!(config.guard.unknown_resources_in("prod"), UnknownResources::Allow);
+        assert_eq!(
+            config.guard.upstream_token.as_deref(),
+            Some("${RAILWAY_TOKEN}"),
+            "expanded by the proxy only"
+        );
+        let cases = [
+            (
+                "upstream_token = \"rw_live_secret\"\n",
+                "coordinator.toml:9:",
+                "${VARIABLE}",
+            ),
+            (
+                "allow_mutations = [\"volumeDelete\"]\n",
+                "coordinator.toml:9:",
+                "destroys data",
+            ),
+            (
+                "unknown_resources = \"maybe\"\n",
+                "coordinator.toml:9:",
+                "unknown_resources",
+            ),
+            (
+                "[guard.environments.\"Not An Env\"]\nunknown_resources = \"allow\"\n",
+                "coordinator.toml:9:",
+                "environment name",
+            ),
+        ];
+        for (section, location, says) in cases {
+            let message = guarded(section).expect_err(section).to_string();
+            assert!(
+                message.starts_with(location) && message.contains(says),
+                "{section}: {message}"
+            );
+            assert!(!message.contains("rw_live_secret"), "{message}");
+        }
+    }
+
+    #[test]
     fn errors_name_file_line_and_field() {
         let text = MINIMAL.replace("[database]", "[agents]\ncertificate_ttl = \"soon\"\n[database]");
         let message = parse(&text).expect_err("invalid").to_string();

@@ -163,13 +163,12 @@ struct Tested<'a> {
     /// Its recovery point's age now.
     age_now: i64,
     on_resource: bool,
+    passed_in_interval: bool,
 }
 
 fn assess(exposure: &Exposure<'_>, facts: &AssetFacts, label: &str, now: DateTime<Utc>) -> AssetAssessment {
     let asset = exposure.asset;
     let name = asset.asset.as_str();
-    let rpo = asset.rpo_seconds;
-    let within_rpo = |age: i64| rpo.is_none_or(|rpo| age <= rpo);
     let tests: Vec<Tested<'_>> = facts
         .restores
         .iter()
@@ -179,15 +178,13 @@ fn assess(exposure: &Exposure<'_>, facts: &AssetFacts, label: &str, now: DateTim
                 .recovery_point_age_seconds
                 .saturating_add((now - point.finished_at).num_seconds().max(0)),
             on_resource: exposure.backups.contains(&point.backup) || point.backup.is_empty(),
+            passed_in_interval: point.outcome == "passed"
+                && (now - point.finished_at).num_seconds() <= asset.interval_seconds,
         })
         .collect();
-    let passed_in_interval = |test: &&Tested<'_>| {
-        test.point.outcome == "passed" && (now - test.point.finished_at).num_seconds() <= asset.interval_seconds
-    };
     let safe = tests
         .iter()
-        .filter(|test| !test.on_resource)
-        .filter(passed_in_interval)
+        .filter(|test| !test.on_resource && test.passed_in_interval)
         .min_by_key(|test| test.age_now);
     let mut reasons = Vec::new();
     match &facts.verdict {
@@ -201,10 +198,38 @@ fn assess(exposure: &Exposure<'_>, facts: &AssetFacts, label: &str, now: DateTim
         )),
         Some(_) => {}
     }
+    reasons.extend(safe_point_reason(exposure, &tests, safe, label));
+    reasons.extend(critical_reasons(name, facts));
+    AssetAssessment {
+        environment: asset.environment.clone(),
+        asset: asset.asset.clone(),
+        recoverable: reasons.is_empty(),
+        data_on_resource: exposure.data,
+        backups_on_resource: exposure.backups.clone(),
+        safe_point: safe.map(|test| SafePoint {
+            backup: test.point.backup.clone(),
+            recovery_point: test.point.recovery_point.clone(),
+            tested_at: test.point.finished_at,
+            age_seconds: test.age_now,
+        }),
+        reasons,
+    }
+}
+
+/// Why the asset has no usable point off the resource: none passed within the interval, or the
+/// best one is older than the RPO. `None` when `safe` is a point within the RPO.
+fn safe_point_reason(
+    exposure: &Exposure<'_>,
+    tests: &[Tested<'_>],
+    safe: Option<&Tested<'_>>,
+    label: &str,
+) -> Option<String> {
+    let asset = exposure.asset;
+    let name = asset.asset.as_str();
+    let within_rpo = |age: i64| asset.rpo_seconds.is_none_or(|rpo| age <= rpo);
     let only_on_resource = tests
         .iter()
-        .filter(passed_in_interval)
-        .any(|test| test.on_resource && within_rpo(test.age_now));
+        .any(|test| test.passed_in_interval && test.on_resource && within_rpo(test.age_now));
     let elsewhere = tests
         .iter()
         .filter(|test| !test.on_resource)
@@ -214,14 +239,14 @@ fn assess(exposure: &Exposure<'_>, facts: &AssetFacts, label: &str, now: DateTim
             |test| format!("the newest backup elsewhere is {} old", human(test.age_now)),
         );
     match safe {
-        None if only_on_resource => reasons.push(format!(
+        None if only_on_resource => Some(format!(
             "{name}: its only backups within its RPO that passed a restore test are on {label}; {elsewhere}"
         )),
-        None => reasons.push(format!(
+        None => Some(format!(
             "{name}: no backup outside {label} passed a restore test within its test interval ({}); {elsewhere}",
             human(asset.interval_seconds)
         )),
-        Some(test) if !within_rpo(test.age_now) => reasons.push(format!(
+        Some(test) if !within_rpo(test.age_now) => Some(format!(
             "{name}: {}the newest safe backup is {} old; its RPO is {}",
             if only_on_resource {
                 format!("its only backups within its RPO are on {label}; ")
@@ -229,10 +254,15 @@ fn assess(exposure: &Exposure<'_>, facts: &AssetFacts, label: &str, now: DateTim
                 String::new()
             },
             human(test.age_now),
-            human(rpo.unwrap_or_default())
+            human(asset.rpo_seconds.unwrap_or_default())
         )),
-        Some(_) => {}
+        Some(_) => None,
     }
+}
+
+/// The critical findings that stand (the verdict's and a newer posture scan's), but the one the
+/// "NOT RECOVERABLE" reason already quotes.
+fn critical_reasons(name: &str, facts: &AssetFacts) -> Vec<String> {
     let worst = facts
         .verdict
         .as_ref()
@@ -250,29 +280,18 @@ fn assess(exposure: &Exposure<'_>, facts: &AssetFacts, label: &str, now: DateTim
             critical.push(message);
         }
     }
-    for message in critical.iter().take(MAX_FINDINGS_QUOTED) {
-        reasons.push(format!("{name}: a critical finding stands: {message}"));
-    }
+    let mut reasons: Vec<String> = critical
+        .iter()
+        .take(MAX_FINDINGS_QUOTED)
+        .map(|message| format!("{name}: a critical finding stands: {message}"))
+        .collect();
     if critical.len() > MAX_FINDINGS_QUOTED {
         reasons.push(format!(
             "{name}: {} more critical findings stand",
             critical.len() - MAX_FINDINGS_QUOTED
         ));
     }
-    AssetAssessment {
-        environment: asset.environment.clone(),
-        asset: asset.asset.clone(),
-        recoverable: reasons.is_empty(),
-        data_on_resource: exposure.data,
-        backups_on_resource: exposure.backups.clone(),
-        safe_point: safe.map(|test| SafePoint {
-            backup: test.point.backup.clone(),
-            recovery_point: test.point.recovery_point.clone(),
-            tested_at: test.point.finished_at,
-            age_seconds: test.age_now,
-        }),
-        reasons,
-    }
+    reasons
 }
 
 #[cfg(test)]

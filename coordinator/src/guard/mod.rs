@@ -276,6 +276,26 @@ impl Guard {
         Ok(())
     }
 
+    /// The channels of every route that takes high findings of `environment`, once each.
+    fn channels_taking_high(&self, environment: &str) -> Vec<&String> {
+        let mut channels: Vec<&String> = self
+            .inner
+            .routes
+            .iter()
+            .filter(|route| {
+                route.min_severity <= Severity::High
+                    && route
+                        .environments
+                        .iter()
+                        .any(|pattern| crate::posture::env_matches(pattern, environment))
+            })
+            .flat_map(|route| &route.channels)
+            .collect();
+        channels.sort();
+        channels.dedup();
+        channels
+    }
+
     /// The ticket of a refusal: a `guard.refused` finding to every channel of every route that
     /// takes high findings of the environment, one ticket per caller, resource and operation.
     fn refusal_messages(
@@ -293,26 +313,7 @@ impl Guard {
             .clone()
             .unwrap_or_else(|| request.operation.as_str().to_owned());
         let why = decision.reasons.first().cloned().unwrap_or_default();
-        let finding = Finding::new(
-            FindingKind::GuardRefused,
-            label.as_str(),
-            format!("{action} of {label} asked by {} was refused: {why}.", caller.name),
-        )
-        .with_severity(Severity::High)
-        .with_evidence(json!({
-            "decision_id": id.to_string(),
-            "caller": caller.name,
-            "surface": caller.surface.as_str(),
-            "resource": request.resource,
-            "operation": request.operation,
-            "reasons": decision.reasons,
-        }))
-        .with_remediation(format!(
-            "If the call was expected: make every asset on {label} recoverable from outside it (a backup elsewhere that \
-             passed a restore test within its interval and RPO), then ask again. If not: find out why {} tried it, \
-             and revoke its operator token (lifeboat-coordinator operator-token) if it should not be making such calls.",
-            caller.name
-        ));
+        let finding = refusal_finding(id, request, decision, caller, &action);
         let subject = decision
             .assets
             .first()
@@ -339,22 +340,7 @@ impl Guard {
             at: now,
         };
         let payload = serde_json::to_value(&notification).unwrap_or_default();
-        let mut channels: Vec<&String> = self
-            .inner
-            .routes
-            .iter()
-            .filter(|route| {
-                route.min_severity <= Severity::High
-                    && route
-                        .environments
-                        .iter()
-                        .any(|pattern| crate::posture::env_matches(pattern, environment))
-            })
-            .flat_map(|route| &route.channels)
-            .collect();
-        channels.sort();
-        channels.dedup();
-        channels
+        self.channels_taking_high(environment)
             .into_iter()
             .map(|channel| NewMessage {
                 channel: channel.clone(),
@@ -366,6 +352,39 @@ impl Guard {
             })
             .collect()
     }
+}
+
+/// The `guard.refused` finding of a refusal: what was asked, by whom, why it was refused, and
+/// what to do.
+fn refusal_finding(
+    id: uuid::Uuid,
+    request: &CheckRequest,
+    decision: &Decision,
+    caller: &Caller,
+    action: &str,
+) -> Finding {
+    let why = decision.reasons.first().cloned().unwrap_or_default();
+    let label = request.resource.label();
+    Finding::new(
+        FindingKind::GuardRefused,
+        label.as_str(),
+        format!("{action} of {label} asked by {} was refused: {why}.", caller.name),
+    )
+    .with_severity(Severity::High)
+    .with_evidence(json!({
+        "decision_id": id.to_string(),
+        "caller": caller.name,
+        "surface": caller.surface.as_str(),
+        "resource": request.resource,
+        "operation": request.operation,
+        "reasons": decision.reasons,
+    }))
+    .with_remediation(format!(
+        "If the call was expected: make every asset on {label} recoverable from outside it (a backup elsewhere that \
+         passed a restore test within its interval and RPO), then ask again. If not: find out why {} tried it, \
+         and revoke its operator token (lifeboat-coordinator operator-token) if it should not be making such calls.",
+        caller.name
+    ))
 }
 
 /// Returns the answer as text for a terminal: the verdict, the reasons, each asset.

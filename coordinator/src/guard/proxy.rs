@@ -24,7 +24,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use super::graphql::{self, GraphqlError};
+use super::graphql::{self, DestructiveCall, GraphqlError};
 use super::{Caller, CheckRequest, Guard, Surface};
 use crate::operators::operator_of;
 
@@ -115,24 +115,9 @@ fn refusal(status: StatusCode, message: &str, extensions: serde_json::Value) -> 
 
 async fn handle(State(gate): State<Gate>, method: axum::http::Method, headers: HeaderMap, body: Bytes) -> Response {
     let gate = &gate.inner;
-    let caller = match operator_of(gate.guard.store(), &headers).await {
-        Ok(Some(name)) => name,
-        Ok(None) => {
-            return refusal(
-                StatusCode::UNAUTHORIZED,
-                "Lifeboat's gate needs your own operator token: Authorization: Bearer lbo_… (lifeboat-coordinator \
-                 operator-token create)",
-                json!({"code": "UNAUTHENTICATED"}),
-            );
-        }
-        Err(err) => {
-            tracing::error!(error = %err, "gate: store unavailable");
-            return refusal(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "storage unavailable",
-                json!({"code": "UNAVAILABLE"}),
-            );
-        }
+    let caller = match authenticate(gate, &headers).await {
+        Ok(caller) => caller,
+        Err(response) => return response,
     };
     if method != axum::http::Method::POST {
         return refusal(
@@ -156,44 +141,47 @@ async fn handle(State(gate): State<Gate>, method: axum::http::Method, headers: H
             );
         }
     };
-    let mut refused = Vec::new();
-    let mut decisions = Vec::new();
-    for call in &inspection.destructive {
-        let request = CheckRequest {
-            environment: gate.environment.clone(),
-            resource: call.resource.clone(),
-            operation: call.operation,
-            action: Some(call.field.clone()),
-        };
-        let who = Caller {
-            name: caller.clone(),
-            surface: Surface::Proxy,
-        };
-        match gate.guard.check(&request, &who).await {
-            Ok(answer) => {
-                decisions.push(answer.decision_id.to_string());
-                if !answer.decision.allowed {
-                    refused.push(json!({
-                        "mutation": call.field,
-                        "resource": call.resource.label(),
-                        "operation": call.operation,
-                        "decision_id": answer.decision_id.to_string(),
-                        "reasons": answer.decision.reasons,
-                    }));
-                }
-            }
-            Err(err) => {
-                tracing::error!(caller = %caller, error = %err, "gate: cannot decide; refusing");
-                return refusal(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "refused by Lifeboat's gate: the decision could not be made (storage unavailable)",
-                    json!({"code": "UNAVAILABLE"}),
-                );
-            }
+    match decide_every_call(gate, &caller, &inspection.destructive).await {
+        Ok(decided) if decided.refused.is_empty() => forward(gate, &headers, body).await,
+        Ok(decided) => decided.into_refusal(),
+        Err(response) => response,
+    }
+}
+
+/// The operator behind the request, or the answer that turns it away.
+async fn authenticate(gate: &GateInner, headers: &HeaderMap) -> Result<String, Response> {
+    match operator_of(gate.guard.store(), headers).await {
+        Ok(Some(name)) => Ok(name),
+        Ok(None) => Err(refusal(
+            StatusCode::UNAUTHORIZED,
+            "Lifeboat's gate needs your own operator token: Authorization: Bearer lbo_… (lifeboat-coordinator \
+             operator-token create)",
+            json!({"code": "UNAUTHENTICATED"}),
+        )),
+        Err(err) => {
+            tracing::error!(error = %err, "gate: store unavailable");
+            Err(refusal(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "storage unavailable",
+                json!({"code": "UNAVAILABLE"}),
+            ))
         }
     }
-    if !refused.is_empty() {
-        let message = refused
+}
+
+/// The guard's answers to every destructive call of one request.
+struct Decided {
+    /// Every decision's id.
+    decisions: Vec<String>,
+    /// The refused calls, with their reasons.
+    refused: Vec<serde_json::Value>,
+}
+
+impl Decided {
+    /// The GraphQL error naming every refused call and its reasons.
+    fn into_refusal(self) -> Response {
+        let message = self
+            .refused
             .iter()
             .map(|call| {
                 let reasons: Vec<&str> = call["reasons"]
@@ -209,13 +197,52 @@ async fn handle(State(gate): State<Gate>, method: axum::http::Method, headers: H
             })
             .collect::<Vec<_>>()
             .join(" | ");
-        return refusal(
+        refusal(
             StatusCode::OK,
             &message,
-            json!({"code": "REFUSED_BY_LIFEBOAT", "refused": refused, "decisions": decisions}),
-        );
+            json!({"code": "REFUSED_BY_LIFEBOAT", "refused": self.refused, "decisions": self.decisions}),
+        )
     }
-    forward(gate, &headers, body).await
+}
+
+/// Puts every destructive call to the guard (each decision recorded); a failure to decide is
+/// an answer that refuses the whole request.
+async fn decide_every_call(gate: &GateInner, caller: &str, calls: &[DestructiveCall]) -> Result<Decided, Response> {
+    let mut decided = Decided {
+        decisions: Vec::new(),
+        refused: Vec::new(),
+    };
+    let who = Caller {
+        name: caller.to_owned(),
+        surface: Surface::Proxy,
+    };
+    for call in calls {
+        let request = CheckRequest {
+            environment: gate.environment.clone(),
+            resource: call.resource.clone(),
+            operation: call.operation,
+            action: Some(call.field.clone()),
+        };
+        let answer = gate.guard.check(&request, &who).await.map_err(|err| {
+            tracing::error!(caller = %caller, error = %err, "gate: cannot decide; refusing");
+            refusal(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "refused by Lifeboat's gate: the decision could not be made (storage unavailable)",
+                json!({"code": "UNAVAILABLE"}),
+            )
+        })?;
+        decided.decisions.push(answer.decision_id.to_string());
+        if !answer.decision.allowed {
+            decided.refused.push(json!({
+                "mutation": call.field,
+                "resource": call.resource.label(),
+                "operation": call.operation,
+                "decision_id": answer.decision_id.to_string(),
+                "reasons": answer.decision.reasons,
+            }));
+        }
+    }
+    Ok(decided)
 }
 
 /// Sends the caller's request, unchanged, to the upstream with the gate's token; returns the
