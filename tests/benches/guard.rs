@@ -29,20 +29,13 @@ use lifeboat_coordinator::store::Store;
 use lifeboat_shared::ids::Environment;
 use lifeboat_shared::protocol::{Inventory, Outcome, RunResult};
 use lifeboat_tests::guard_world::{declare, enroll, posture, restore, set_verdict, store_results};
+use lifeboat_tests::knob;
 use tokio_util::sync::CancellationToken;
 
 const DECISION_AIM: StdDuration = StdDuration::from_millis(10);
 const OVERHEAD_AIM: StdDuration = StdDuration::from_millis(2);
 /// One asset in this many is not recoverable (its decisions are refusals).
 const NOT_RECOVERABLE_EVERY: usize = 50;
-
-fn knob(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|value| value.replace('_', "").parse().ok())
-        .unwrap_or(default)
-        .max(1)
-}
 
 fn main() -> anyhow::Result<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -153,9 +146,9 @@ fn volume_delete(index: usize, environments: usize) -> anyhow::Result<CheckReque
 }
 
 async fn run() -> anyhow::Result<()> {
-    let assets = knob("LIFEBOAT_BENCH_ASSETS", 10_000);
-    let environments = knob("LIFEBOAT_BENCH_ENVIRONMENTS", 20).min(assets);
-    let requests = knob("LIFEBOAT_BENCH_REQUESTS", 1_000);
+    let assets = knob("LIFEBOAT_BENCH_ASSETS", 10_000).max(1);
+    let environments = knob("LIFEBOAT_BENCH_ENVIRONMENTS", 20).clamp(1, assets);
+    let requests = knob("LIFEBOAT_BENCH_REQUESTS", 1_000).max(1);
     let dir = tempfile::tempdir().context("temp dir")?;
     let config_text = format!(
         "listen = \"127.0.0.1:7443\"\ndata_dir = \"{}\"\nserver_names = [\"127.0.0.1\"]\n",

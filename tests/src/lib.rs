@@ -46,6 +46,15 @@ where
     }
 }
 
+/// A benchmark's size knob: the environment variable `name` (`10_000` and `10000` alike), or
+/// `default`.
+pub fn knob(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.replace('_', "").parse().ok())
+        .unwrap_or(default)
+}
+
 /// Installs a test log subscriber once (respects `RUST_LOG`; quiet by default).
 pub fn init_logs() {
     let _ = tracing_subscriber::fmt()

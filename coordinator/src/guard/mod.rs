@@ -41,7 +41,7 @@ use self::placement::{Placement, PosturePlaces};
 use self::resources::{Operation, Resource};
 use crate::config::{Config, GuardConfig, RouteConfig};
 use crate::escalation::{Event, Notification, dedup_key};
-use crate::store::{AssetKey, NewGuardDecision, NewMessage, Store, StoreError};
+use crate::store::{AssetKey, GuardDecisionRecord, NewGuardDecision, NewMessage, Store, StoreError};
 
 /// Restore tests read per exposed asset: enough to find a passing one of every backup source.
 const RESTORES_PER_ASSET: u32 = 50;
@@ -179,17 +179,19 @@ impl Guard {
             self.refusal_messages(id, request, &decision, caller, now)
         };
         let record = NewGuardDecision {
-            id,
-            decided_at: now,
-            environment: request.environment.as_str().to_owned(),
-            caller: caller.name.clone(),
-            surface: caller.surface.as_str().to_owned(),
-            provider: request.resource.provider.clone(),
-            resource_kind: request.resource.kind.clone(),
-            resource_id: request.resource.id.clone(),
-            operation: request.operation.as_str().to_owned(),
-            allowed: decision.allowed,
-            decision: serde_json::to_value(&decision).map_err(|err| GuardError::Encode(err.to_string()))?,
+            record: GuardDecisionRecord {
+                id,
+                decided_at: now,
+                environment: request.environment.as_str().to_owned(),
+                caller: caller.name.clone(),
+                surface: caller.surface.as_str().to_owned(),
+                provider: request.resource.provider.clone(),
+                resource_kind: request.resource.kind.clone(),
+                resource_id: request.resource.id.clone(),
+                operation: request.operation.as_str().to_owned(),
+                allowed: decision.allowed,
+                decision: serde_json::to_value(&decision).map_err(|err| GuardError::Encode(err.to_string()))?,
+            },
             assets: keys,
         };
         self.inner.store.record_guard_decision(&record, &messages).await?;

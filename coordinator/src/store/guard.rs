@@ -22,9 +22,16 @@ const DECISION_RECORD_VERSION: u64 = 1;
 /// Above this many assets, their verdicts are read in one scan rather than one by one.
 const VERDICTS_ONE_BY_ONE: usize = 32;
 
-/// A decision about to be recorded.
+/// A decision about to be recorded: the record, and the assets it weighed.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct NewGuardDecision {
+    pub record: GuardDecisionRecord,
+    pub assets: Vec<AssetKey>,
+}
+
+/// A decision, as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GuardDecisionRecord {
     pub id: Uuid,
     pub decided_at: DateTime<Utc>,
     pub environment: String,
@@ -38,24 +45,6 @@ pub struct NewGuardDecision {
     pub operation: String,
     pub allowed: bool,
     /// The answer as given: reasons and assets.
-    pub decision: Value,
-    /// The assets it weighed.
-    pub assets: Vec<AssetKey>,
-}
-
-/// A recorded decision.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct GuardDecisionRecord {
-    pub id: Uuid,
-    pub decided_at: DateTime<Utc>,
-    pub environment: String,
-    pub caller: String,
-    pub surface: String,
-    pub provider: String,
-    pub resource_kind: String,
-    pub resource_id: String,
-    pub operation: String,
-    pub allowed: bool,
     pub decision: Value,
 }
 
@@ -117,7 +106,7 @@ impl TryFrom<DecisionRow> for GuardDecisionRecord {
 }
 
 /// The canonical evidence record of a decision, recorded at `recorded_at`.
-fn decision_record(new: &NewGuardDecision, recorded_at: DateTime<Utc>) -> String {
+fn decision_record(new: &GuardDecisionRecord, recorded_at: DateTime<Utc>) -> String {
     let time = |time: DateTime<Utc>| time.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
     canonical_json(&json!({
         "version": DECISION_RECORD_VERSION,
@@ -139,7 +128,7 @@ fn decision_record(new: &NewGuardDecision, recorded_at: DateTime<Utc>) -> String
 }
 
 /// `railway volume vol-7f3a`: what the evidence row of a decision is about.
-fn resource_label(new: &NewGuardDecision) -> String {
+fn resource_label(new: &GuardDecisionRecord) -> String {
     format!("{} {} {}", new.provider, new.resource_kind, new.resource_id)
 }
 
@@ -151,6 +140,8 @@ impl Store {
         new: &NewGuardDecision,
         messages: &[NewMessage],
     ) -> Result<(), StoreError> {
+        let assets = &new.assets;
+        let new = &new.record;
         let decision = super::verdicts::encode("guard decision", &new.decision)?;
         let label = resource_label(new);
         let decided_at = to_millis(new.decided_at);
@@ -170,7 +161,7 @@ impl Store {
                 .bind(&decision)
                 .execute(&mut *tx)
                 .await?;
-            for (environment, asset) in &new.assets {
+            for (environment, asset) in assets {
                 sqlx::query(INSERT_DECISION_ASSET)
                     .bind(new.id)
                     .bind(environment)
