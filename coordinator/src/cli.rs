@@ -2,6 +2,7 @@
 //! that print data take `--output json`.
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -134,6 +135,51 @@ pub enum Command {
     /// The whole story on one machine: a production database, its backups, an agent, the
     /// drills, a ticket, the fixes, the resolve.
     Demo(crate::demo::DemoArgs),
+    /// The guard in front of destructive calls: ask it, or run the Railway gate.
+    #[command(subcommand)]
+    Guard(GuardCommand),
+    /// The MCP server for AI agents on stdin/stdout (tools: check_destructive_operation,
+    /// recovery_status, list_assets).
+    Mcp(ConfigArg),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GuardCommand {
+    /// May OPERATION be done to the resource now? Exit 0 allowed, 1 refused, 2 error. The
+    /// decision is recorded in the evidence log.
+    Check {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The environment the operation runs in (its unknown-resource policy applies).
+        #[arg(long)]
+        environment: Environment,
+        /// Who runs the resource: railway, aws, s3, postgres, lifeboat, …
+        #[arg(long)]
+        provider: String,
+        /// KIND:ID, e.g. volume:vol-7f3a, bucket:b, rds-instance:x, database:rentals-db, asset:rentals-db.
+        #[arg(long)]
+        resource: String,
+        /// delete, wipe, restore-over or detach.
+        #[arg(long)]
+        operation: crate::guard::resources::Operation,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
+    /// The Railway gate: a GraphQL endpoint that forwards to Railway with the token only it
+    /// holds ([guard] upstream_token), refusing destructive calls the guard does not allow.
+    Proxy {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// Address to listen on, e.g. 127.0.0.1:8787.
+        #[arg(long)]
+        listen: std::net::SocketAddr,
+        /// Railway's GraphQL endpoint, e.g. https://backboard.railway.com/graphql/v2.
+        #[arg(long)]
+        upstream: String,
+        /// The environment the gate's decisions are made in.
+        #[arg(long)]
+        environment: Environment,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -221,134 +267,40 @@ async fn open_store(config: &Config) -> anyhow::Result<Store> {
 }
 
 /// Runs a parsed command line.
-pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Command::Serve(arg) => {
-            // Parse and validate before binding anything or touching the store.
-            let config = load_config(&arg)?;
-            let _telemetry = telemetry::init("lifeboat-coordinator", &config.telemetry)?;
-            let shutdown = lifeboat_shared::shutdown::on_signals().context("install signal handlers")?;
-            crate::server::run(config, shutdown).await?;
-        }
+        Command::Serve(arg) => serve(&arg).await?,
         Command::Token(TokenCommand::Create {
             config,
             environment,
             ttl,
             uses,
             output,
-        }) => {
-            let config = load_config(&config)?;
-            std::fs::create_dir_all(&config.data_dir)
-                .with_context(|| format!("create data directory {}", config.data_dir.display()))?;
-            let ca = CertificateAuthority::load_or_create(&config.data_dir, &config.ca).context("load the CA")?;
-            let store = open_store(&config).await?;
-            let created = admin::create_token(&store, &ca, &config.public_url(), environment, ttl.into(), uses).await?;
-            store.close().await;
-            match output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&created)?),
-                Output::Text => {
-                    println!("token:       {}", created.token);
-                    println!("ca pin:      {}", created.ca_pin);
-                    println!("environment: {}", created.environment);
-                    println!(
-                        "expires at:  {} ({} use(s))",
-                        created.expires_at.to_rfc3339(),
-                        created.uses
-                    );
-                    println!();
-                    println!("On the agent's machine, run:");
-                    println!("  {}", created.enroll_command);
-                }
-            }
-        }
-        Command::Agents(AgentsCommand::List { config, output }) => {
-            let config = load_config(&config)?;
-            let store = open_store(&config).await?;
-            let agents = admin::list_agents(&store, config.agents.offline_after.into()).await?;
-            store.close().await;
-            match output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&agents)?),
-                Output::Text => print!("{}", admin::agents_table(&agents)),
-            }
-        }
-        Command::Agents(AgentsCommand::Revoke { config, agent_id }) => {
-            let config = load_config(&config)?;
-            let store = open_store(&config).await?;
-            store.revoke_agent(agent_id, chrono::Utc::now()).await?;
-            store.close().await;
-            println!("revoked agent {agent_id}; its session is cut within seconds and it can no longer connect");
-        }
+        }) => token_create(&config, environment, ttl, uses, output).await?,
+        Command::Agents(AgentsCommand::List { config, output }) => agents_list(&config, output).await?,
+        Command::Agents(AgentsCommand::Revoke { config, agent_id }) => agents_revoke(&config, agent_id).await?,
         Command::Posture {
             config,
             environment,
             output,
-        } => {
-            let config = load_config(&config)?;
-            let store = open_store(&config).await?;
-            let report = crate::reports::posture(&store, environment.as_deref()).await?;
-            store.close().await;
-            match output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-                Output::Text => print!("{}", report.render()),
-            }
-            return Ok(if report.recoverable {
-                std::process::ExitCode::SUCCESS
-            } else {
-                std::process::ExitCode::from(1)
-            });
-        }
+        } => return posture(&config, environment.as_deref(), output).await,
         Command::Runs {
             config,
             asset,
             limit,
             output,
-        } => {
-            let config = load_config(&config)?;
-            let store = open_store(&config).await?;
-            let runs = store.runs(asset.as_deref(), limit.min(10_000)).await?;
-            store.close().await;
-            match output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&runs)?),
-                Output::Text => print!("{}", crate::reports::runs_table(&runs)),
-            }
-        }
+        } => runs(&config, asset.as_deref(), limit, output).await?,
         Command::Findings {
             config,
             environment,
             output,
-        } => {
-            let config = load_config(&config)?;
-            let store = open_store(&config).await?;
-            let findings = crate::reports::findings(&store, environment.as_deref()).await?;
-            store.close().await;
-            match output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&findings)?),
-                Output::Text => print!("{}", crate::reports::findings_text(&findings)),
-            }
-        }
+        } => findings(&config, environment.as_deref(), output).await?,
         Command::RunNow {
             config,
             asset,
             environment,
             output,
-        } => {
-            let config = load_config(&config)?;
-            let store = open_store(&config).await?;
-            let run =
-                crate::reports::run_now(&store, &config, &asset, environment.as_deref(), chrono::Utc::now()).await;
-            store.close().await;
-            let run = run?;
-            match output {
-                Output::Json => println!(
-                    "{}",
-                    serde_json::json!({"environment": run.environment, "asset": run.asset, "due_at": run.due_at})
-                ),
-                Output::Text => println!(
-                    "queued a restore test of {}/{}; a connected agent of {} starts it within seconds",
-                    run.environment, run.asset, run.environment
-                ),
-            }
-        }
+        } => run_now(&config, &asset, environment.as_deref(), output).await?,
         Command::Schedule {
             config,
             asset,
@@ -358,36 +310,16 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             pause,
             clear,
         } => {
-            if let Some(cron) = &cron {
-                crate::scheduler::parse_cron(cron).map_err(|err| anyhow::anyhow!("--cron: {err}"))?;
-            }
-            let config = load_config(&config)?;
-            let store = open_store(&config).await?;
-            let outcome = crate::reports::set_schedule(
-                &store,
-                &asset,
-                environment.as_deref(),
-                crate::reports::ScheduleOverride {
-                    cron: if clear { None } else { cron },
-                    timeout_seconds: if clear {
-                        None
-                    } else {
-                        timeout.map(|timeout| timeout.as_secs() as i64)
-                    },
-                    paused: pause && !clear,
+            let schedule_override = crate::reports::ScheduleOverride {
+                cron: if clear { None } else { cron },
+                timeout_seconds: if clear {
+                    None
+                } else {
+                    timeout.map(|timeout| timeout.as_secs() as i64)
                 },
-            )
-            .await;
-            store.close().await;
-            let test = outcome?;
-            println!(
-                "{}/{}: {} (timeout {} s){}",
-                test.environment,
-                test.asset,
-                test.effective_schedule(),
-                test.effective_timeout_seconds(),
-                if test.paused { ", paused" } else { "" }
-            );
+                paused: pause && !clear,
+            };
+            schedule(&config, &asset, environment.as_deref(), schedule_override).await?
         }
         Command::Silence {
             config,
@@ -395,69 +327,339 @@ pub async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             asset,
             duration,
             reason,
-        } => {
-            let config = load_config(&config)?;
-            let store = open_store(&config).await?;
-            let now = chrono::Utc::now();
-            let until = now + chrono::Duration::from_std(duration.into()).unwrap_or_default();
-            let id = store
-                .add_silence(environment.as_deref(), asset.as_deref(), until, &reason, now)
-                .await?;
-            store.close().await;
-            println!("silence {id} until {}", until.to_rfc3339());
-        }
+        } => silence(&config, environment.as_deref(), asset.as_deref(), duration, &reason).await?,
         Command::Evidence(EvidenceCommand::Export {
             config,
             since,
             out,
             output,
-        }) => {
-            let config = load_config(&config)?;
-            let store = open_store(&config).await?;
-            let since = chrono::Utc::now() - chrono::Duration::from_std(since.into()).unwrap_or_default();
-            let summary = crate::evidence::export(&store, since, &out).await;
-            store.close().await;
-            let summary = summary?;
-            match output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
-                Output::Text => print!("{}", summary.render()),
-            }
-        }
-        Command::Evidence(EvidenceCommand::Verify { dir, output }) => {
-            let report = crate::evidence::verify(&dir)?;
-            match output {
-                Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-                Output::Text => print!("{}", report.render()),
-            }
-            if !report.verified {
-                return Ok(std::process::ExitCode::from(1));
-            }
-        }
+        }) => evidence_export(&config, since, &out, output).await?,
+        Command::Evidence(EvidenceCommand::Verify { dir, output }) => return evidence_verify(&dir, output),
         Command::OperatorToken(OperatorTokenCommand::Create {
             config,
             name,
             ttl,
             output,
-        }) => {
-            let config = load_config(&config)?;
-            let store = open_store(&config).await?;
-            let expires_at =
-                ttl.map(|ttl| chrono::Utc::now() + chrono::Duration::from_std(ttl.into()).unwrap_or_default());
-            let token = store.create_operator_token(&name, expires_at).await;
-            store.close().await;
-            let token = token?;
-            match output {
-                Output::Json => println!(
-                    "{}",
-                    serde_json::json!({"name": name, "token": token, "expires_at": expires_at})
-                ),
-                Output::Text => {
-                    println!("token: {token}");
-                    println!("Use it as `Authorization: Bearer {token}`; it is not shown again.");
-                }
-            }
-        }
+        }) => operator_token_create(&config, &name, ttl, output).await?,
         Command::Demo(args) => return crate::demo::run(args).await,
+        Command::Guard(GuardCommand::Check {
+            config,
+            environment,
+            provider,
+            resource,
+            operation,
+            output,
+        }) => return guard_check(&config, environment, &provider, &resource, operation, output).await,
+        Command::Guard(GuardCommand::Proxy {
+            config,
+            listen,
+            upstream,
+            environment,
+        }) => guard_proxy(&config, listen, upstream, environment).await?,
+        Command::Mcp(config) => mcp_stdio(&config).await?,
     }
-    Ok(std::process::ExitCode::SUCCESS)
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `serve`: parses and validates the config before binding anything or touching the store.
+async fn serve(arg: &ConfigArg) -> anyhow::Result<()> {
+    let config = load_config(arg)?;
+    let _telemetry = telemetry::init("lifeboat-coordinator", &config.telemetry)?;
+    let shutdown = lifeboat_shared::shutdown::on_signals().context("install signal handlers")?;
+    crate::server::run(config, shutdown).await
+}
+
+/// `token create`: prints the token, the CA pin and the command to paste on the agent's machine.
+async fn token_create(
+    arg: &ConfigArg,
+    environment: Environment,
+    ttl: HumanDuration,
+    uses: u32,
+    output: Output,
+) -> anyhow::Result<()> {
+    let config = load_config(arg)?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("create data directory {}", config.data_dir.display()))?;
+    let ca = CertificateAuthority::load_or_create(&config.data_dir, &config.ca).context("load the CA")?;
+    let store = open_store(&config).await?;
+    let created = admin::create_token(&store, &ca, &config.public_url(), environment, ttl.into(), uses).await?;
+    store.close().await;
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&created)?),
+        Output::Text => {
+            println!("token:       {}", created.token);
+            println!("ca pin:      {}", created.ca_pin);
+            println!("environment: {}", created.environment);
+            println!(
+                "expires at:  {} ({} use(s))",
+                created.expires_at.to_rfc3339(),
+                created.uses
+            );
+            println!();
+            println!("On the agent's machine, run:");
+            println!("  {}", created.enroll_command);
+        }
+    }
+    Ok(())
+}
+
+/// `agents list`.
+async fn agents_list(arg: &ConfigArg, output: Output) -> anyhow::Result<()> {
+    let config = load_config(arg)?;
+    let store = open_store(&config).await?;
+    let agents = admin::list_agents(&store, config.agents.offline_after.into()).await?;
+    store.close().await;
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&agents)?),
+        Output::Text => print!("{}", admin::agents_table(&agents)),
+    }
+    Ok(())
+}
+
+/// `agents revoke`.
+async fn agents_revoke(arg: &ConfigArg, agent_id: AgentId) -> anyhow::Result<()> {
+    let config = load_config(arg)?;
+    let store = open_store(&config).await?;
+    store.revoke_agent(agent_id, chrono::Utc::now()).await?;
+    store.close().await;
+    println!("revoked agent {agent_id}; its session is cut within seconds and it can no longer connect");
+    Ok(())
+}
+
+/// `posture`: exit 0 when every asset is recoverable, 1 otherwise.
+async fn posture(arg: &ConfigArg, environment: Option<&str>, output: Output) -> anyhow::Result<ExitCode> {
+    let config = load_config(arg)?;
+    let store = open_store(&config).await?;
+    let report = crate::reports::posture(&store, environment).await?;
+    store.close().await;
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Output::Text => print!("{}", report.render()),
+    }
+    Ok(if report.recoverable {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// `runs`.
+async fn runs(arg: &ConfigArg, asset: Option<&str>, limit: u32, output: Output) -> anyhow::Result<()> {
+    let config = load_config(arg)?;
+    let store = open_store(&config).await?;
+    let runs = store.runs(asset, limit.min(10_000)).await?;
+    store.close().await;
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&runs)?),
+        Output::Text => print!("{}", crate::reports::runs_table(&runs)),
+    }
+    Ok(())
+}
+
+/// `findings`.
+async fn findings(arg: &ConfigArg, environment: Option<&str>, output: Output) -> anyhow::Result<()> {
+    let config = load_config(arg)?;
+    let store = open_store(&config).await?;
+    let findings = crate::reports::findings(&store, environment).await?;
+    store.close().await;
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&findings)?),
+        Output::Text => print!("{}", crate::reports::findings_text(&findings)),
+    }
+    Ok(())
+}
+
+/// `run-now`.
+async fn run_now(arg: &ConfigArg, asset: &str, environment: Option<&str>, output: Output) -> anyhow::Result<()> {
+    let config = load_config(arg)?;
+    let store = open_store(&config).await?;
+    let run = crate::reports::run_now(&store, &config, asset, environment, chrono::Utc::now()).await;
+    store.close().await;
+    let run = run?;
+    match output {
+        Output::Json => println!(
+            "{}",
+            serde_json::json!({"environment": run.environment, "asset": run.asset, "due_at": run.due_at})
+        ),
+        Output::Text => println!(
+            "queued a restore test of {}/{}; a connected agent of {} starts it within seconds",
+            run.environment, run.asset, run.environment
+        ),
+    }
+    Ok(())
+}
+
+/// `schedule`: a central override of an asset's test.
+async fn schedule(
+    arg: &ConfigArg,
+    asset: &str,
+    environment: Option<&str>,
+    schedule_override: crate::reports::ScheduleOverride,
+) -> anyhow::Result<()> {
+    if let Some(cron) = &schedule_override.cron {
+        crate::scheduler::parse_cron(cron).map_err(|err| anyhow::anyhow!("--cron: {err}"))?;
+    }
+    let config = load_config(arg)?;
+    let store = open_store(&config).await?;
+    let outcome = crate::reports::set_schedule(&store, asset, environment, schedule_override).await;
+    store.close().await;
+    let test = outcome?;
+    println!(
+        "{}/{}: {} (timeout {} s){}",
+        test.environment,
+        test.asset,
+        test.effective_schedule(),
+        test.effective_timeout_seconds(),
+        if test.paused { ", paused" } else { "" }
+    );
+    Ok(())
+}
+
+/// `silence`.
+async fn silence(
+    arg: &ConfigArg,
+    environment: Option<&str>,
+    asset: Option<&str>,
+    duration: HumanDuration,
+    reason: &str,
+) -> anyhow::Result<()> {
+    let config = load_config(arg)?;
+    let store = open_store(&config).await?;
+    let now = chrono::Utc::now();
+    let until = now + chrono::Duration::from_std(duration.into()).unwrap_or_default();
+    let id = store.add_silence(environment, asset, until, reason, now).await?;
+    store.close().await;
+    println!("silence {id} until {}", until.to_rfc3339());
+    Ok(())
+}
+
+/// `evidence export`.
+async fn evidence_export(
+    arg: &ConfigArg,
+    since: HumanDuration,
+    out: &std::path::Path,
+    output: Output,
+) -> anyhow::Result<()> {
+    let config = load_config(arg)?;
+    let store = open_store(&config).await?;
+    let since = chrono::Utc::now() - chrono::Duration::from_std(since.into()).unwrap_or_default();
+    let summary = crate::evidence::export(&store, since, out).await;
+    store.close().await;
+    let summary = summary?;
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&summary)?),
+        Output::Text => print!("{}", summary.render()),
+    }
+    Ok(())
+}
+
+/// `evidence verify`: exit 1 when the export was tampered with.
+fn evidence_verify(dir: &std::path::Path, output: Output) -> anyhow::Result<ExitCode> {
+    let report = crate::evidence::verify(dir)?;
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Output::Text => print!("{}", report.render()),
+    }
+    Ok(if report.verified {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// `operator-token create`: the token is shown once.
+async fn operator_token_create(
+    arg: &ConfigArg,
+    name: &str,
+    ttl: Option<HumanDuration>,
+    output: Output,
+) -> anyhow::Result<()> {
+    let config = load_config(arg)?;
+    let store = open_store(&config).await?;
+    let expires_at = ttl.map(|ttl| chrono::Utc::now() + chrono::Duration::from_std(ttl.into()).unwrap_or_default());
+    let token = store.create_operator_token(name, expires_at).await;
+    store.close().await;
+    let token = token?;
+    match output {
+        Output::Json => println!(
+            "{}",
+            serde_json::json!({"name": name, "token": token, "expires_at": expires_at})
+        ),
+        Output::Text => {
+            println!("token: {token}");
+            println!("Use it as `Authorization: Bearer {token}`; it is not shown again.");
+        }
+    }
+    Ok(())
+}
+
+/// `guard check`: asks the guard once, prints the decision; exit 0 allowed, 1 refused.
+async fn guard_check(
+    arg: &ConfigArg,
+    environment: Environment,
+    provider: &str,
+    resource: &str,
+    operation: crate::guard::resources::Operation,
+    output: Output,
+) -> anyhow::Result<ExitCode> {
+    let resource = crate::guard::resources::Resource::parse(provider, resource)
+        .map_err(|err| anyhow::anyhow!("--provider/--resource: {err}"))?;
+    let config = load_config(arg)?;
+    let store = open_store(&config).await?;
+    let guard = crate::guard::Guard::new(store.clone(), &config);
+    let caller = crate::guard::Caller {
+        name: format!("cli:{}", std::env::var("USER").unwrap_or_else(|_| "unknown".to_owned())),
+        surface: crate::guard::Surface::Cli,
+    };
+    let request = crate::guard::CheckRequest {
+        environment,
+        resource,
+        operation,
+        action: None,
+    };
+    let answer = guard.check(&request, &caller).await;
+    store.close().await;
+    let answer = answer?;
+    match output {
+        Output::Json => println!("{}", serde_json::to_string_pretty(&answer)?),
+        Output::Text => print!("{}", crate::guard::render_answer(&answer)),
+    }
+    Ok(if answer.decision.allowed {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+/// `guard proxy`: serves the Railway gate until SIGINT/SIGTERM.
+async fn guard_proxy(
+    arg: &ConfigArg,
+    listen: std::net::SocketAddr,
+    upstream: String,
+    environment: Environment,
+) -> anyhow::Result<()> {
+    let config = load_config(arg)?;
+    // The token is read before anything is bound, and never printed.
+    let token = crate::guard::upstream_token(&config.guard, &arg.config)?;
+    let _telemetry = telemetry::init("lifeboat-coordinator", &config.telemetry)?;
+    let shutdown = lifeboat_shared::shutdown::on_signals().context("install signal handlers")?;
+    let store = open_store(&config).await?;
+    let guard = crate::guard::Guard::new(store.clone(), &config);
+    let gate = crate::guard::proxy::Gate::new(guard, upstream, token, environment)?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("bind {listen}"))?;
+    let served = crate::guard::proxy::serve(listener, gate, shutdown).await;
+    store.close().await;
+    served.context("serve the Railway gate")
+}
+
+/// `mcp`: the MCP server on stdin/stdout; logs go to stderr.
+async fn mcp_stdio(arg: &ConfigArg) -> anyhow::Result<()> {
+    let config = load_config(arg)?;
+    let _telemetry = telemetry::init("lifeboat-coordinator", &config.telemetry)?;
+    let store = open_store(&config).await?;
+    let served = crate::guard::mcp::serve_stdio(crate::guard::Guard::new(store.clone(), &config)).await;
+    store.close().await;
+    served
 }

@@ -52,6 +52,9 @@ pub struct Config {
     /// How long shutdown waits for in-flight work before giving up (1 s to 1 h).
     #[serde(default = "default_shutdown_grace", deserialize_with = "shutdown_grace")]
     pub shutdown_grace: HumanDuration,
+    /// The guard in front of destructive calls (`guard check`, the Railway gate, MCP).
+    #[serde(default)]
+    pub guard: GuardConfig,
 }
 
 /// `[database]`: where the store lives.
@@ -330,6 +333,109 @@ fn max_tests<'de, D: Deserializer<'de>>(d: D) -> Result<u32, D::Error> {
 const HOUR: u64 = 3_600;
 const DAY: u64 = 86_400;
 
+/// `[guard]`: the gate in front of destructive calls.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuardConfig {
+    /// The Railway API token `guard proxy` forwards with, as a `${VAR}` reference: only the
+    /// proxy's environment holds it (expanded when the proxy starts, never by other commands).
+    #[serde(default)]
+    pub upstream_token: Option<String>,
+    /// Or a file holding the token (read when the proxy starts).
+    #[serde(default)]
+    pub upstream_token_file: Option<PathBuf>,
+    /// What a resource no inventory knows gets, unless its environment says otherwise.
+    #[serde(default)]
+    pub unknown_resources: UnknownResources,
+    /// Per-environment settings: `[guard.environments.pocketos-staging]`.
+    #[serde(default)]
+    pub environments: std::collections::BTreeMap<String, GuardEnvironmentConfig>,
+    /// GraphQL mutations that are neither known safe nor known destructive and may pass the
+    /// Railway gate anyway (every other unknown mutation is refused).
+    #[serde(default)]
+    pub allow_mutations: Vec<String>,
+}
+
+/// `[guard.environments.NAME]`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GuardEnvironmentConfig {
+    pub unknown_resources: UnknownResources,
+}
+
+/// What the guard answers for a resource that no inventory puts an asset or backup on.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownResources {
+    /// Refused: Lifeboat cannot tell what would be lost.
+    #[default]
+    Refuse,
+    /// Allowed: the environment holds nothing Lifeboat protects outside its inventories.
+    Allow,
+}
+
+impl GuardConfig {
+    /// The unknown-resource policy of `environment`.
+    pub fn unknown_resources_in(&self, environment: &str) -> UnknownResources {
+        self.environments
+            .get(environment)
+            .map_or(self.unknown_resources, |settings| settings.unknown_resources)
+    }
+
+    fn validate(
+        &self,
+        path: &Path,
+        text: &str,
+        span_of: impl Fn(&str) -> Option<std::ops::Range<usize>>,
+    ) -> Result<(), ConfigError> {
+        if let Some(template) = &self.upstream_token {
+            if self.upstream_token_file.is_some() {
+                return Err(ConfigError::at(
+                    path,
+                    text,
+                    span_of("upstream_token"),
+                    "guard.upstream_token",
+                    "set upstream_token or upstream_token_file, not both",
+                ));
+            }
+            if !template.contains("${") {
+                return Err(ConfigError::at(
+                    path,
+                    text,
+                    span_of("upstream_token"),
+                    "guard.upstream_token",
+                    "write a ${VARIABLE} reference (or use upstream_token_file): the token itself does not belong in a config file",
+                ));
+            }
+        }
+        if let Some(name) = self
+            .environments
+            .keys()
+            .find(|name| lifeboat_shared::ids::Environment::parse(name).is_err())
+        {
+            return Err(ConfigError::at(
+                path,
+                text,
+                span_of(name),
+                "guard.environments",
+                format!("{name:?} is not a valid environment name"),
+            ));
+        }
+        for mutation in &self.allow_mutations {
+            if let Err(problem) = crate::guard::graphql::allowable(mutation) {
+                return Err(ConfigError::at(
+                    path,
+                    text,
+                    span_of(mutation),
+                    "guard.allow_mutations",
+                    problem,
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
 fn default_jitter() -> HumanDuration {
     HumanDuration::from_secs(300)
 }
@@ -483,6 +589,7 @@ impl Config {
                 ));
             }
         }
+        self.guard.validate(path, text, span_of)?;
         Ok(())
     }
 
@@ -539,6 +646,48 @@ url = "sqlite:///var/lib/lifeboat/lifeboat.db"
         let config = parse(MINIMAL).expect("valid");
         assert_eq!(config.agents.certificate_ttl, HumanDuration::from_secs(86_400));
         assert_eq!(config.public_url(), "https://lifeboat.example.com:7443");
+    }
+
+    #[test]
+    fn guard_settings_are_checked_with_their_line() {
+        let guarded = |section: &str| parse(&format!("{MINIMAL}[guard]\n{section}"));
+        let config = guarded("upstream_token = \"${RAILWAY_TOKEN}\"\nunknown_resources = \"allow\"\n").expect("valid");
+        assert_eq!(config.guard.unknown_resources_in("prod"), UnknownResources::Allow);
+        assert_eq!(
+            config.guard.upstream_token.as_deref(),
+            Some("${RAILWAY_TOKEN}"),
+            "expanded by the proxy only"
+        );
+        let cases = [
+            (
+                "upstream_token = \"rw_live_secret\"\n",
+                "coordinator.toml:9:",
+                "${VARIABLE}",
+            ),
+            (
+                "allow_mutations = [\"volumeDelete\"]\n",
+                "coordinator.toml:9:",
+                "destroys data",
+            ),
+            (
+                "unknown_resources = \"maybe\"\n",
+                "coordinator.toml:9:",
+                "unknown_resources",
+            ),
+            (
+                "[guard.environments.\"Not An Env\"]\nunknown_resources = \"allow\"\n",
+                "coordinator.toml:9:",
+                "environment name",
+            ),
+        ];
+        for (section, location, says) in cases {
+            let message = guarded(section).expect_err(section).to_string();
+            assert!(
+                message.starts_with(location) && message.contains(says),
+                "{section}: {message}"
+            );
+            assert!(!message.contains("rw_live_secret"), "{message}");
+        }
     }
 
     #[test]

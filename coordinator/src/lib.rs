@@ -17,6 +17,9 @@
 //! - [`server`]: wiring and shutdown order.
 //! - [`reports`]: `posture`, `runs`, `findings`, `run-now`.
 //! - [`admin`]: `token create`, `agents list`, `agents revoke`.
+//! - [`operators`]: operator tokens on the wire (`Authorization: Bearer`), naming every caller.
+//! - [`guard`]: "may I destroy this now?" — `guard check`, the API route, the MCP server and the
+//!   Railway gate.
 //! - [`http`]: the JSON API, the status page, `/metrics`, `/healthz` and `/readyz`.
 //! - [`escalation`]: the outbox and its channels: Jira, PagerDuty, webhooks.
 //! - [`evidence`]: export of the hash-chained evidence log (JSON lines, manifest, HTML report)
@@ -32,8 +35,10 @@ pub mod demo;
 pub mod escalation;
 pub mod evidence;
 pub mod grpc;
+pub mod guard;
 pub mod http;
 pub mod ingest;
+pub mod operators;
 pub mod posture;
 pub mod quota;
 pub mod reports;

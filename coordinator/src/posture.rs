@@ -229,7 +229,7 @@ pub fn human(seconds: i64) -> String {
 }
 
 /// `*` globs for environment names (`*` matches any run of characters).
-fn env_matches(pattern: &str, environment: &str) -> bool {
+pub(crate) fn env_matches(pattern: &str, environment: &str) -> bool {
     let mut parts = pattern.split('*');
     let first = parts.next().unwrap_or("");
     let Some(mut rest) = environment.strip_prefix(first) else {

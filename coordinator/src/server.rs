@@ -206,7 +206,14 @@ impl Coordinator {
             alerts: config.alerts.clone(),
         };
         if let Some(http) = http {
-            let router = http_router(&config, &store, &sessions);
+            let guard = crate::guard::Guard::new(store.clone(), &config);
+            let router = http_router(&config, &store, &sessions)
+                .merge(crate::guard::mcp::router(
+                    guard.clone(),
+                    mcp_hosts(&config),
+                    background_http.child_token(),
+                ))
+                .layer(axum::Extension(guard));
             let limits = crate::http::HttpLimits {
                 max_connections: budget.http,
                 header_timeout: config.limits.http_header_timeout.into(),
@@ -393,6 +400,23 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         .await
         .with_context(|| format!("bind {http_listen} (http_listen)"))?;
     coordinator.serve_with_http(listener, Some(http), shutdown).await
+}
+
+/// The names the MCP endpoint may be reached by: loopback, the server names and the public URL's
+/// host (anything else is refused, against DNS rebinding).
+fn mcp_hosts(config: &Config) -> Vec<String> {
+    let mut hosts: Vec<String> = vec!["localhost".into(), "127.0.0.1".into(), "::1".into()];
+    hosts.extend(config.server_names.iter().cloned());
+    if let Some(host) = config
+        .alerts
+        .public_url
+        .as_deref()
+        .and_then(|url| url.split("://").nth(1))
+        .and_then(|rest| rest.split(['/', ':']).next())
+    {
+        hosts.push(host.to_owned());
+    }
+    hosts
 }
 
 #[cfg(test)]

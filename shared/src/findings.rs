@@ -90,6 +90,7 @@ catalogue! {
     RestoreHostile => "restore.hostile", Critical;
     AgentMisconfigured => "agent.misconfigured", High;
     RestoreDataLoss => "restore.data_loss", Critical;
+    GuardRefused => "guard.refused", High;
 }
 
 /// Error for a finding code outside the catalogue.
@@ -177,7 +178,7 @@ mod tests {
             assert!(seen.insert(kind.code()), "duplicate code {}", kind.code());
             assert_eq!(kind.code().parse::<FindingKind>(), Ok(*kind));
         }
-        assert_eq!(seen.len(), 22);
+        assert_eq!(seen.len(), 23);
     }
 
     #[test]

@@ -27,6 +27,7 @@ use lifeboat_coordinator::store::{NewJoinToken, ResultRow, Store, TestSpec, Toke
 use lifeboat_shared::findings::{Finding, FindingKind};
 use lifeboat_shared::ids::{AgentId, Environment, ResultId};
 use lifeboat_shared::protocol::{Outcome, ResultKind, RunResult};
+use lifeboat_tests::knob;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -36,13 +37,6 @@ const SEED_BATCH: usize = 2_048;
 const WARMUP: usize = 5;
 const VERDICTS_AIM: StdDuration = StdDuration::from_millis(50);
 const STATUS_PAGE_AIM: StdDuration = StdDuration::from_millis(200);
-
-fn knob(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|value| value.replace('_', "").parse().ok())
-        .unwrap_or(default)
-}
 
 struct Shape {
     assets: usize,

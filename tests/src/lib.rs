@@ -8,6 +8,8 @@
 //! - [`argv_watch`]: watches the command lines of what the agent starts, for secrets.
 //! - [`cluster`]: an in-process coordinator with helpers to enroll and run simulated agents.
 //! - [`processes`]: the built binaries as child processes (killed on drop), config files.
+//! - [`guard_world`]: a store seeded for the guard (the incident and its fixes), the test venv's
+//!   Python, and a local Railway upstream checking requests against Railway's schema.
 //! - [`postgres`]: throw-away PostgreSQL clusters.
 //! - [`raw`]: a byte-level gRPC codec for sending malformed messages.
 //! - [`store_db`]: a fresh store on SQLite or PostgreSQL; `both_engines!` runs a test on each.
@@ -19,6 +21,7 @@
 pub mod agent_check;
 pub mod argv_watch;
 pub mod cluster;
+pub mod guard_world;
 pub mod postgres;
 pub mod processes;
 pub mod raw;
@@ -43,6 +46,15 @@ where
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+/// A benchmark's size knob: the environment variable `name` (`10_000` and `10000` alike), or
+/// `default`.
+pub fn knob(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|value| value.replace('_', "").parse().ok())
+        .unwrap_or(default)
 }
 
 /// Installs a test log subscriber once (respects `RUST_LOG`; quiet by default).

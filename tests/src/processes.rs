@@ -48,6 +48,25 @@ impl ChildProcess {
         envs: &[(&str, &str)],
         open_files: Option<u64>,
     ) -> anyhow::Result<Self> {
+        Self::spawn_program_with_open_files(&binary(binary_name), args, log, envs, open_files)
+    }
+
+    /// Starts any `program args…` (a script, an interpreter), logging to `log`.
+    pub fn spawn_program(program: &Path, args: &[&str], log: &Path, envs: &[(&str, &str)]) -> anyhow::Result<Self> {
+        Self::spawn_program_with_open_files(program, args, log, envs, None)
+    }
+
+    fn spawn_program_with_open_files(
+        program: &Path,
+        args: &[&str],
+        log: &Path,
+        envs: &[(&str, &str)],
+        open_files: Option<u64>,
+    ) -> anyhow::Result<Self> {
+        let binary_name = program.file_name().map_or_else(
+            || program.display().to_string(),
+            |name| name.to_string_lossy().into_owned(),
+        );
         let log_file = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -59,10 +78,10 @@ impl ChildProcess {
                 command
                     .arg(format!("--nofile={limit}:{limit}"))
                     .arg("--")
-                    .arg(binary(binary_name));
+                    .arg(program);
                 command
             }
-            None => Command::new(binary(binary_name)),
+            None => Command::new(program),
         };
         command
             .args(args)

@@ -120,9 +120,13 @@ async fn demo_goes_not_recoverable_ticket_fixed_resolved_and_leaves_nothing_runn
         "blast_radius.shared",
         "credential.exposed",
         "TICKET OPENED",
+        "volumeDelete — through Lifeboat's Railway gate",
+        "REFUSED, nothing reached Railway",
+        "volumeDelete of railway volume vol-7f3a refused by Lifeboat",
         "the fixes",
         "rentals-db: RECOVERABLE",
         "TICKET RESOLVED",
+        "ALLOWED: the gate forwarded it; Railway deleted vol-7f3a",
         "Demo finished",
     ];
     let mut from = 0;

@@ -22,6 +22,15 @@ fn example_coordinator_config_is_valid() {
     assert_eq!(config.public_url(), "https://lifeboat.example.com:7443");
     assert_eq!(config.channel.len(), 3);
     assert_eq!(config.route.len(), 2);
+    use lifeboat_coordinator::config::UnknownResources;
+    assert_eq!(
+        config.guard.unknown_resources_in("pocketos-prod"),
+        UnknownResources::Refuse
+    );
+    assert_eq!(
+        config.guard.unknown_resources_in("pocketos-staging"),
+        UnknownResources::Allow
+    );
 }
 
 #[test]

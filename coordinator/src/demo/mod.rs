@@ -3,15 +3,19 @@
 //! with a webhook "ticket system"; a production PostgreSQL with a rental business, fresh backups
 //! beside its data directory, a 92-day-old good backup on another volume, and an over-scoped
 //! Railway token lying in an unrelated file; a real `lifeboat-agent` enrolled over mutual TLS.
-//! The drill says NOT RECOVERABLE with its reasons and a ticket opens; the fixes are applied; the
-//! next drill says RECOVERABLE and the ticket is resolved. Leaves nothing running unless asked.
+//! The drill says NOT RECOVERABLE with its reasons and a ticket opens; an AI coding agent's
+//! `volumeDelete` through Lifeboat's Railway gate is refused; the fixes are applied; the next
+//! drill says RECOVERABLE, the ticket is resolved, and the same call goes through. Leaves nothing
+//! running unless asked.
 //!
 //! # Layout
 //!
 //! - [`production`]: the throw-away production cluster and its backups.
+//! - [`railway`]: a Railway-like API, and the AI agent's one call.
 //! - [`sink`]: the local webhook receiver standing in for Jira or PagerDuty.
 
 pub mod production;
+pub mod railway;
 pub mod sink;
 
 use std::path::{Path, PathBuf};
@@ -46,6 +50,8 @@ pub struct DemoArgs {
 
 const ENVIRONMENT: &str = "pocketos-prod";
 const ASSET: &str = "rentals-db";
+/// The Railway volume rentals-db and its fresh dumps live on.
+const VOLUME: &str = "vol-7f3a";
 
 /// Finds a sibling binary (the agent is built next to the coordinator).
 fn sibling_binary(name: &str) -> anyhow::Result<PathBuf> {
@@ -111,7 +117,7 @@ pub async fn run(args: DemoArgs) -> anyhow::Result<ExitCode> {
     shutdown.cancel();
     let verdicts = outcome?;
     println!(
-        "\nDemo finished in {:.0} s: {ASSET} went NOT RECOVERABLE → ticket → fixed → RECOVERABLE → resolved \
+        "\nDemo finished in {:.0} s: {ASSET} went NOT RECOVERABLE → ticket → volumeDelete refused → fixed → RECOVERABLE → resolved → volumeDelete allowed \
          ({} flips). Nothing is left running.",
         started.elapsed().as_secs_f64(),
         verdicts
@@ -245,6 +251,10 @@ min_severity = "high"
     print_verdict(&verdict);
     wait_for_ticket(&sink, "trigger").await?;
 
+    let gate = start_gate(&store, &config, shutdown.clone()).await?;
+    step("an AI coding agent calls Railway's volumeDelete — through Lifeboat's Railway gate");
+    agent_call(&gate, false).await?;
+
     step("the fixes: a fresh dump on the offsite volume; the token removed from the file");
     production
         .dump("rentals", &offsite_dumps.join("rentals-today.dump"))
@@ -269,6 +279,8 @@ min_severity = "high"
         .map_err(|err| with_log(err, &agent_dir))?;
     print_verdict(&verdict);
     wait_for_ticket(&sink, "resolve").await?;
+    step("the same volumeDelete, now that rentals-db can be recovered from outside the volume");
+    agent_call(&gate, true).await?;
     let flips = store.flips(Some(ENVIRONMENT), Some(ASSET), 10).await?.len();
     println!(
         "\n    Status page: {status_url}/    API: {status_url}/api/v1/verdicts (operator-token create)    metrics: {status_url}/metrics"
@@ -343,7 +355,7 @@ name = "pocketos-prod-1"
 name = "{ASSET}"
 kind = "postgres"
 url = "{production_url}"
-location = {{ provider = "railway", account = "pocketos", region = "us-west1" }}
+location = {{ provider = "railway", account = "pocketos", region = "us-west1", volume = "{VOLUME}" }}
 rpo = "24h"
 rto = "30m"
 
@@ -352,7 +364,7 @@ name = "rentals-volume-dumps"
 asset = "{ASSET}"
 kind = "pg_dump_dir"
 path = "{fresh}"
-location = {{ provider = "railway", account = "pocketos" }}
+location = {{ provider = "railway", account = "pocketos", volume = "{VOLUME}" }}
 
 [[backup]]
 name = "rentals-offsite"
@@ -406,6 +418,57 @@ interval = "1h"
         .kill_on_drop(true)
         .spawn()
         .context("start lifeboat-agent run")
+}
+
+/// Lifeboat's Railway gate in front of the demo's Railway, and the AI agent's operator token.
+struct DemoGate {
+    url: String,
+    agent_token: String,
+    railway: railway::RailwayStub,
+}
+
+async fn start_gate(store: &Store, config: &Config, shutdown: CancellationToken) -> anyhow::Result<DemoGate> {
+    let railway_token = uuid::Uuid::new_v4().simple().to_string();
+    let railway = railway::RailwayStub::start(&railway_token, shutdown.clone()).await?;
+    let guard = crate::guard::Guard::new(store.clone(), config);
+    let gate = crate::guard::proxy::Gate::new(
+        guard,
+        railway.url.clone(),
+        crate::guard::proxy::UpstreamToken::new(railway_token),
+        Environment::parse(ENVIRONMENT)?,
+    )?;
+    let listener = TcpListener::bind("127.0.0.1:0").await.context("bind a loopback port")?;
+    let url = format!("http://{}/graphql/v2", listener.local_addr()?);
+    tokio::spawn(crate::guard::proxy::serve(listener, gate, shutdown));
+    let agent_token = store.create_operator_token("ai-coding-agent", None).await?;
+    println!(
+        "\n    Railway gate: {url} (only the gate holds Railway's token; the agent has an operator token of its own)"
+    );
+    Ok(DemoGate {
+        url,
+        agent_token,
+        railway,
+    })
+}
+
+/// The agent's `volumeDelete` of rentals-db's volume; fails the demo if the answer is not `expect_allowed`.
+async fn agent_call(gate: &DemoGate, expect_allowed: bool) -> anyhow::Result<()> {
+    let (allowed, answer) = railway::agent_deletes_volume(&gate.url, &gate.agent_token, VOLUME).await?;
+    if allowed {
+        println!(
+            "\n    ALLOWED: the gate forwarded it; Railway deleted {}",
+            gate.railway.deleted().join(", ")
+        );
+    } else {
+        println!("\n    REFUSED, nothing reached Railway:");
+        for part in answer.split(" | ") {
+            println!("      {part}");
+        }
+    }
+    if allowed != expect_allowed {
+        bail!("the gate answered {answer}, expected allowed = {expect_allowed}");
+    }
+    Ok(())
 }
 
 fn with_log(err: anyhow::Error, agent_dir: &Path) -> anyhow::Error {

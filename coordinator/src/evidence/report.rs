@@ -3,7 +3,8 @@
 //! An auditor opens it offline: the CSS is inline, there is no script and no external asset.
 //! It shows, per environment and asset, every run (date, backup and recovery point, outcome,
 //! restore time against the RTO, recovery point age against the RPO, failed checks, findings),
-//! a summary table, and the chain's anchor and head with how to verify them. Every piece of text
+//! a summary table, the guard's decisions (who asked to destroy what, and the answer), and the
+//! chain's anchor and head with how to verify them. Every piece of text
 //! from a record goes through [`escape`]. The report is a reading aid: `evidence.jsonl` and the
 //! manifest are what [`super::verify`] checks.
 
@@ -75,11 +76,20 @@ impl Run<'_> {
 /// Renders the report for `records` (in chain order), exported as `manifest` says.
 pub(super) fn render(records: &[EvidenceRecord], manifest: &Manifest) -> Result<String, EvidenceError> {
     let mut by_asset: BTreeMap<(&str, &str), Vec<Run<'_>>> = BTreeMap::new();
+    let mut decisions: Vec<Run<'_>> = Vec::new();
     for record in records {
         let parsed: Value = serde_json::from_str(&record.record).map_err(|err| EvidenceError::Corrupt {
             seq: record.seq,
             reason: err.to_string(),
         })?;
+        if parsed.get("kind").and_then(Value::as_str) == Some("guard_decision") {
+            decisions.push(Run {
+                seq: record.seq,
+                hash: &record.hash,
+                record: parsed,
+            });
+            continue;
+        }
         by_asset
             .entry((record.environment.as_str(), record.asset.as_str()))
             .or_default()
@@ -98,8 +108,9 @@ pub(super) fn render(records: &[EvidenceRecord], manifest: &Manifest) -> Result<
     html.push_str("<h1>Lifeboat recovery evidence</h1>\n");
     let _ = writeln!(
         html,
-        "<p>Every restore test recorded from {} to {}: {} run{} (UTC times). Each run was restored from a real \
-         backup into a throw-away sandbox and checked; its record is chained by hash to the one before.</p>",
+        "<p>Every restore test and guard decision recorded from {} to {}: {} record{} (UTC times). Each run was \
+         restored from a real backup into a throw-away sandbox and checked; each record is chained by hash to the \
+         one before.</p>",
         escape(&display_time(manifest.since)),
         escape(&display_time(manifest.exported_at)),
         manifest.count,
@@ -115,6 +126,7 @@ pub(super) fn render(records: &[EvidenceRecord], manifest: &Manifest) -> Result<
         }
         render_asset(&mut html, asset, runs);
     }
+    render_decisions(&mut html, &decisions);
     render_chain(&mut html, manifest);
     html.push_str("</body>\n</html>\n");
     Ok(html)
@@ -264,6 +276,56 @@ fn problems_cell(run: &Run<'_>) -> String {
         return "<span class=\"muted\">none</span>".to_owned();
     }
     format!("<ul>{}</ul>", items.concat())
+}
+
+/// The guard's answers to "may I destroy this now?": who asked, what, allowed or refused, why.
+fn render_decisions(html: &mut String, decisions: &[Run<'_>]) {
+    if decisions.is_empty() {
+        return;
+    }
+    html.push_str(
+        "<h2>Guard decisions</h2>\n<table>\n<thead><tr><th>Decided</th><th>Environment</th><th>Who asked</th>\
+         <th>What</th><th>Answer</th><th>Why</th><th>Seq / hash</th></tr></thead>\n<tbody>\n",
+    );
+    for decision in decisions {
+        let record = &decision.record;
+        let resource = &record["resource"];
+        let what = format!(
+            "{} {} {} {}",
+            decision.text("operation"),
+            resource["provider"].as_str().unwrap_or(""),
+            resource["kind"].as_str().unwrap_or(""),
+            resource["id"].as_str().unwrap_or("")
+        );
+        let allowed = record["allowed"].as_bool() == Some(true);
+        let reasons: Vec<String> = record["reasons"]
+            .as_array()
+            .map(|reasons| {
+                reasons
+                    .iter()
+                    .filter_map(Value::as_str)
+                    .map(|reason| format!("<li>{}</li>", escape(reason)))
+                    .collect()
+            })
+            .unwrap_or_default();
+        let _ = writeln!(
+            html,
+            "<tr><td>{}</td><td>{}</td><td>{} ({})</td><td>{}</td><td><span class=\"{}\">{}</span></td>\
+             <td><ul>{}</ul></td><td>{}<br><span class=\"hash\" title=\"{}\">{}…</span></td></tr>",
+            escape(&display_text_time(decision.text("decided_at"))),
+            escape(decision.text("environment")),
+            escape(decision.text("caller")),
+            escape(decision.text("surface")),
+            escape(&what),
+            if allowed { "passed" } else { "failed" },
+            if allowed { "allowed" } else { "refused" },
+            reasons.concat(),
+            decision.seq,
+            escape(decision.hash),
+            escape(decision.hash.get(..16).unwrap_or(decision.hash)),
+        );
+    }
+    html.push_str("</tbody>\n</table>\n");
 }
 
 fn render_chain(html: &mut String, manifest: &Manifest) {

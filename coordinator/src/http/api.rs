@@ -10,6 +10,7 @@
 //! | `GET /findings[?environment=]` | `{"findings": [...]}`: open findings, worst first |
 //! | `GET /agents` | `{"agents": [...]}` |
 //! | `GET /flips[?environment=&asset=&limit=]` | `{"flips": [...]}`: verdict changes, newest first |
+//! | `POST /guard/check` | the guard's decision: `{"allowed", "reasons", "assets": [...], "decision_id", ...}` for `{"environment", "provider", "resource": "KIND:ID", "operation"}` |
 //!
 //! Limits default to [`DEFAULT_LIMIT`] and must lie in `1..=`[`MAX_LIMIT`]; unknown query
 //! parameters are refused, so a typo is a `400`, not a silently ignored filter.
@@ -93,6 +94,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/findings", get(findings))
         .route("/agents", get(agents))
         .route("/flips", get(flips))
+        .route("/guard/check", axum::routing::post(guard_check))
         .fallback(|| async { ApiError::NotFound })
 }
 
@@ -391,6 +393,44 @@ async fn flips(State(state): State<AppState>, query: Result<Query<FlipsQuery>, Q
     let limit = bounded_limit(query.limit)?;
     let flips = state.store().flips(environment, query.asset.as_deref(), limit).await?;
     listing("flips", flips)
+}
+
+/// The body of `POST /guard/check`: the fields of `guard check`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GuardCheckBody {
+    environment: String,
+    provider: String,
+    resource: String,
+    operation: String,
+}
+
+/// `POST /guard/check`: asks the guard, as the operator whose token came with the request.
+async fn guard_check(
+    guard: Option<axum::Extension<crate::guard::Guard>>,
+    operator: Option<axum::Extension<super::Operator>>,
+    body: Result<Json<GuardCheckBody>, axum::extract::rejection::JsonRejection>,
+) -> ApiResult {
+    let Some(axum::Extension(guard)) = guard else {
+        return Err(ApiError::BadRequest("the guard is not served here".into()));
+    };
+    let Json(body) = body.map_err(|rejection| ApiError::BadRequest(format!("bad body: {}", rejection.body_text())))?;
+    let bad = |err: &dyn std::fmt::Display| ApiError::BadRequest(err.to_string());
+    let request = crate::guard::CheckRequest {
+        environment: Environment::parse(&body.environment).map_err(|err| bad(&err))?,
+        resource: crate::guard::resources::Resource::parse(&body.provider, &body.resource).map_err(|err| bad(&err))?,
+        operation: crate::guard::resources::Operation::parse(&body.operation).map_err(|err| bad(&err))?,
+        action: None,
+    };
+    let caller = crate::guard::Caller {
+        name: operator.map_or_else(|| "unknown".to_owned(), |axum::Extension(operator)| operator.0),
+        surface: crate::guard::Surface::Api,
+    };
+    match guard.check(&request, &caller).await {
+        Ok(decided) => answer(decided),
+        Err(crate::guard::GuardError::Store(err)) => Err(ApiError::Store(err)),
+        Err(err) => Err(ApiError::Store(StoreError::Encode(err.to_string()))),
+    }
 }
 
 #[cfg(test)]

@@ -9,24 +9,26 @@
 //!   with the login form and `/metrics` a plain `401`. `public_status = true` opens them.
 
 use axum::extract::{Request, State};
-use axum::http::header::{AUTHORIZATION, WWW_AUTHENTICATE};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::header::WWW_AUTHENTICATE;
+use axum::http::{HeaderValue, StatusCode};
+use chrono::Utc;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use chrono::Utc;
 
 use super::AppState;
 use super::api::ApiError;
 use super::login;
 
+/// The name of the operator token a request to `/api/v1/*` carried (put in its extensions).
+#[derive(Debug, Clone)]
+pub(crate) struct Operator(pub String);
+
 /// Lets the request through when it carries a valid operator token.
-pub(super) async fn require_operator(State(state): State<AppState>, request: Request, next: Next) -> Response {
-    let Some(token) = bearer_token(request.headers()) else {
-        return unauthorized();
-    };
-    match state.store().operator_token_valid(token, Utc::now()).await {
+pub(super) async fn require_operator(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    match crate::operators::operator_of(state.store(), request.headers()).await {
         Ok(Some(name)) => {
             tracing::debug!(operator = %name, path = %request.uri().path(), "api request");
+            request.extensions_mut().insert(Operator(name));
             next.run(request).await
         }
         Ok(None) => unauthorized(),
@@ -42,7 +44,7 @@ pub(super) async fn require_viewer(State(state): State<AppState>, request: Reque
     }
     let now = Utc::now();
     let headers = request.headers();
-    let token = bearer_token(headers)
+    let token = crate::operators::bearer_token(headers)
         .map(str::to_owned)
         .or_else(|| login::session_id(headers).and_then(|id| state.inner.sessions.token(id, now)));
     let valid = match token {
@@ -77,38 +79,10 @@ pub(super) async fn require_viewer(State(state): State<AppState>, request: Reque
     }
 }
 
-/// The token of an `Authorization: Bearer …` header (the scheme is case-insensitive).
-fn bearer_token(headers: &HeaderMap) -> Option<&str> {
-    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
-    let (scheme, token) = value.split_once(' ')?;
-    let token = token.trim();
-    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
-}
-
 fn unauthorized() -> Response {
     let mut response = ApiError::Unauthorized.into_response();
     response
         .headers_mut()
         .insert(WWW_AUTHENTICATE, HeaderValue::from_static("Bearer realm=\"lifeboat\""));
     response
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn headers(value: &str) -> HeaderMap {
-        let mut headers = HeaderMap::new();
-        headers.insert(AUTHORIZATION, HeaderValue::from_str(value).expect("header"));
-        headers
-    }
-
-    #[test]
-    fn bearer_tokens_are_read_from_the_authorization_header() {
-        assert_eq!(bearer_token(&headers("Bearer lbo_abc")), Some("lbo_abc"));
-        assert_eq!(bearer_token(&headers("bearer  lbo_abc ")), Some("lbo_abc"));
-        assert_eq!(bearer_token(&headers("Basic dXNlcjpwdw==")), None);
-        assert_eq!(bearer_token(&headers("Bearer ")), None);
-        assert_eq!(bearer_token(&HeaderMap::new()), None);
-    }
 }

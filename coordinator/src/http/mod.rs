@@ -3,6 +3,7 @@
 //! - `/api/v1/*`: the JSON API for operators, behind bearer tokens ([`auth`]).
 //! - `/` and `/assets/{environment}/{asset}`: the status page, server-rendered HTML with inline
 //!   CSS and SVG, no JavaScript ([`status_page`], [`svg`]).
+//! - The guard's decisions on both pages ([`guard_section`]) and `POST /api/v1/guard/check`.
 //! - `/metrics`: Prometheus text format ([`metrics`]); `/healthz` and `/readyz`: probes.
 //! - `/login`, `/logout`: operator sessions for the status page ([`login`]). The status page,
 //!   asset pages and `/metrics` need a session or a bearer token unless `public_status = true`;
@@ -16,6 +17,7 @@ mod api;
 mod auth;
 pub mod listener;
 mod login;
+mod guard_section;
 mod metrics;
 mod status_page;
 mod svg;
@@ -34,6 +36,7 @@ use tokio_util::sync::CancellationToken;
 use crate::store::{Store, VerdictRecord};
 
 pub use listener::HttpLimits;
+pub(crate) use auth::Operator;
 pub use metrics::{record_run, run_upkeep};
 pub use status_page::asset_path;
 

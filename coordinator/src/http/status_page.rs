@@ -180,7 +180,7 @@ fn percent_encode(segment: &str) -> String {
 }
 
 /// `<time>` with the absolute time in the attribute and "3 h ago" as text.
-fn time_ago(at: DateTime<Utc>, now: DateTime<Utc>) -> String {
+pub(super) fn time_ago(at: DateTime<Utc>, now: DateTime<Utc>) -> String {
     let seconds = (now - at).num_seconds();
     let words = if seconds >= 0 {
         format!("{} ago", human_duration(seconds as f64))
@@ -244,10 +244,11 @@ pub(super) fn html_response(status: StatusCode, html: String, csp: &'static str)
 pub(super) async fn overview(State(state): State<AppState>) -> Result<Response, PageError> {
     let store = state.store();
     let now = Utc::now();
-    let (verdicts, flips, agents) = tokio::try_join!(
+    let (verdicts, flips, agents, guard_decisions) = tokio::try_join!(
         store.verdicts(None),
         store.flips(None, None, OVERVIEW_FLIPS),
         store.agent_counts(),
+        store.guard_decisions(super::guard_section::DECISIONS_SHOWN),
     )?;
 
     let mut failing: Vec<&VerdictRecord> = verdicts.iter().filter(|verdict| !verdict.recoverable).collect();
@@ -413,6 +414,7 @@ pub(super) async fn overview(State(state): State<AppState>) -> Result<Response, 
         write_flip_table(body, flips.iter().take(OVERVIEW_FLIP_TABLE), now, true);
         body.push_str("</section>");
     }
+    super::guard_section::write_guard_decisions(body, &guard_decisions, now);
     Ok(page.finish(StatusCode::OK))
 }
 
@@ -424,13 +426,14 @@ pub(super) async fn asset_detail(
     let store = state.store();
     let now = Utc::now();
     let key = (environment.clone(), asset.clone());
-    let (verdict, test, restores, flips, posture, runbook) = tokio::try_join!(
+    let (verdict, test, restores, flips, posture, runbook, guard_decisions) = tokio::try_join!(
         store.verdict(&environment, &asset),
         store.asset_test(&environment, &asset),
         store.recent_restores(&environment, &asset, DETAIL_TREND_POINTS),
         store.flips(Some(&environment), Some(&asset), DETAIL_FLIPS),
         store.latest_posture_findings_for(std::slice::from_ref(&key)),
         store.latest_runbook(&environment, &asset),
+        store.guard_decisions_of(&environment, &asset, super::guard_section::DECISIONS_SHOWN),
     )?;
     if verdict.is_none() && test.is_none() && restores.is_empty() {
         return Err(PageError::NotFound);
@@ -551,6 +554,7 @@ pub(super) async fn asset_detail(
         write_flip_table(body, flips.iter(), now, false);
         body.push_str("</section>");
     }
+    super::guard_section::write_guard_decisions(body, &guard_decisions, now);
     Ok(page.finish(StatusCode::OK))
 }
 

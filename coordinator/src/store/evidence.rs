@@ -1,7 +1,10 @@
-//! The evidence log: one append-only record per restore result, chained by hash.
+//! The evidence log: one append-only record per restore result and per guard decision, chained
+//! by hash.
 //!
 //! Each record is the canonical JSON of what an auditor needs to know about one run (what was
-//! restored, how it ended, what was measured and found, the runbook and the checks), and
+//! restored, how it ended, what was measured and found, the runbook and the checks) or, with
+//! `"kind": "guard_decision"`, about one answer of the guard (who asked to destroy what, allowed
+//! or refused, and why; its `result_id` column holds the decision's id), and
 //! `hash = hex(sha256(prev_hash || "\n" || record))`, the first record's `prev_hash` being
 //! [`GENESIS_HASH`]. Editing, removing or reordering a record breaks every hash after it, which
 //! [`crate::evidence::verify`] detects on an exported copy, without the database.
@@ -30,19 +33,88 @@ pub const GENESIS_HASH: &str = "000000000000000000000000000000000000000000000000
 /// Version of the record layout, stored in every record so that a later layout can be told apart.
 const RECORD_VERSION: u64 = 1;
 
-const SELECT_HEAD: &str = "SELECT seq, recorded_at, hash FROM evidence ORDER BY seq DESC LIMIT 1";
+pub(super) const SELECT_HEAD: &str = "SELECT seq, recorded_at, hash FROM evidence ORDER BY seq DESC LIMIT 1";
 
 const COUNT_RESULT_ID: &str = "SELECT COUNT(*) FROM evidence WHERE result_id = $1";
 
 const SELECT_OBJECTIVES: &str = "SELECT rpo_seconds, rto_seconds FROM tests WHERE environment = $1 AND asset = $2";
 
-const INSERT_EVIDENCE: &str = "INSERT INTO evidence (seq, recorded_at, environment, asset, result_id, record, \
+pub(super) const INSERT_EVIDENCE: &str = "INSERT INTO evidence (seq, recorded_at, environment, asset, result_id, record, \
      prev_hash, hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 
 /// Everything from the first record recorded at or after `$1` on, so that an export is one
 /// unbroken stretch of the chain even if a replica's clock once went backwards.
 const SELECT_SINCE: &str = "SELECT seq, recorded_at, environment, asset, result_id, record, prev_hash, hash \
      FROM evidence WHERE seq >= (SELECT MIN(seq) FROM evidence WHERE recorded_at >= $1) ORDER BY seq";
+
+/// Takes the chain's lock and reads its head inside the transaction `$tx`: evaluates to a
+/// [`ChainCursor`] positioned after the newest record, its `recorded_at` never before that
+/// record's. Used by every append, so the chain stays one line whichever kind of record comes.
+macro_rules! chain_cursor {
+    ($tx:expr, $dialect:expr) => {{
+        if let Some(lock) = $dialect.lock_evidence_chain {
+            sqlx::query(lock).execute(&mut *$tx).await?;
+        }
+        let head: Option<$crate::store::evidence::HeadRow> = sqlx::query_as($crate::store::evidence::SELECT_HEAD)
+            .fetch_optional(&mut *$tx)
+            .await?;
+        $crate::store::evidence::ChainCursor::after(head)?
+    }};
+}
+pub(super) use chain_cursor;
+
+/// Appends `$record` (canonical JSON) about `$environment`/`$asset`/`$id` at `$cursor` inside
+/// `$tx`, and moves the cursor on.
+macro_rules! chain_append {
+    ($tx:expr, $cursor:expr, $environment:expr, $asset:expr, $id:expr, $record:expr) => {{
+        let record: String = $record;
+        let hash = $crate::store::evidence::chain_hash(&$cursor.prev_hash, &record);
+        $cursor.seq += 1;
+        sqlx::query($crate::store::evidence::INSERT_EVIDENCE)
+            .bind($cursor.seq)
+            .bind($cursor.recorded_at_millis)
+            .bind($environment)
+            .bind($asset)
+            .bind($id)
+            .bind(record.as_str())
+            .bind($cursor.prev_hash.as_str())
+            .bind(hash.as_str())
+            .execute(&mut *$tx)
+            .await?;
+        $cursor.prev_hash = hash;
+    }};
+}
+pub(super) use chain_append;
+
+/// Where the next record of the chain goes: its seq (after `seq + 1`), the hash it chains to,
+/// and the time every record of this append carries.
+pub(super) struct ChainCursor {
+    pub(super) seq: i64,
+    pub(super) prev_hash: String,
+    pub(super) recorded_at_millis: i64,
+}
+
+impl ChainCursor {
+    pub(super) fn after(head: Option<HeadRow>) -> Result<Self, StoreError> {
+        let (seq, last_recorded_at, prev_hash) = match head {
+            Some(head) => (head.seq, head.recorded_at, head.hash),
+            None => (0, i64::MIN, GENESIS_HASH.to_owned()),
+        };
+        // A clock that went backwards on this replica must not make the log go back in time.
+        let recorded_at_millis = to_millis(Utc::now()).max(last_recorded_at);
+        // Checks the time is representable before any record carries it.
+        from_millis("evidence.recorded_at", recorded_at_millis)?;
+        Ok(Self {
+            seq,
+            prev_hash,
+            recorded_at_millis,
+        })
+    }
+
+    pub(super) fn recorded_at(&self) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(self.recorded_at_millis).unwrap_or_default()
+    }
+}
 
 /// One record of the evidence log, as stored.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -229,7 +301,7 @@ fn check_summaries(checks: &Value) -> Option<Value> {
 }
 
 #[derive(sqlx::FromRow)]
-struct HeadRow {
+pub(super) struct HeadRow {
     seq: i64,
     recorded_at: i64,
     hash: String,
@@ -268,18 +340,6 @@ impl TryFrom<EvidenceRow> for EvidenceRecord {
     }
 }
 
-/// A record about to be inserted.
-struct NewEvidence {
-    seq: i64,
-    recorded_at: i64,
-    environment: String,
-    asset: String,
-    result_id: Uuid,
-    record: String,
-    prev_hash: String,
-    hash: String,
-}
-
 impl Store {
     /// Appends one evidence record per restore result of `rows`, in order, and returns how many
     /// were appended. Posture results are not evidence of a restore and are skipped, and so are
@@ -297,17 +357,8 @@ impl Store {
         }
         let appended = with_pool!(self, |pool, dialect| {
             let mut tx = pool.begin_with(dialect.begin_write).await?;
-            if let Some(lock) = dialect.lock_evidence_chain {
-                sqlx::query(lock).execute(&mut *tx).await?;
-            }
-            let head: Option<HeadRow> = sqlx::query_as(SELECT_HEAD).fetch_optional(&mut *tx).await?;
-            let (mut seq, mut last_recorded_at, mut prev_hash) = match head {
-                Some(head) => (head.seq, head.recorded_at, head.hash),
-                None => (0, i64::MIN, GENESIS_HASH.to_owned()),
-            };
-            // A clock that went backwards on this replica must not make the log go back in time.
-            let recorded_at_millis = to_millis(Utc::now()).max(last_recorded_at);
-            let recorded_at = from_millis("evidence.recorded_at", recorded_at_millis)?;
+            let mut cursor = chain_cursor!(tx, dialect);
+            let recorded_at = cursor.recorded_at();
             let mut seen_in_batch = HashSet::new();
             let mut objectives_by_asset: HashMap<(String, String), Option<Objectives>> = HashMap::new();
             let mut appended: u64 = 0;
@@ -340,31 +391,14 @@ impl Store {
                         found
                     }
                 };
-                let record = build_record(row, recorded_at, objectives);
-                let hash = chain_hash(&prev_hash, &record);
-                seq += 1;
-                last_recorded_at = recorded_at_millis;
-                let new = NewEvidence {
-                    seq,
-                    recorded_at: last_recorded_at,
-                    environment: row.environment.as_str().to_owned(),
-                    asset: row.result.asset.clone(),
+                chain_append!(
+                    tx,
+                    cursor,
+                    row.environment.as_str(),
+                    row.result.asset.as_str(),
                     result_id,
-                    record,
-                    prev_hash: std::mem::replace(&mut prev_hash, hash.clone()),
-                    hash,
-                };
-                sqlx::query(INSERT_EVIDENCE)
-                    .bind(new.seq)
-                    .bind(new.recorded_at)
-                    .bind(new.environment.as_str())
-                    .bind(new.asset.as_str())
-                    .bind(new.result_id)
-                    .bind(new.record.as_str())
-                    .bind(new.prev_hash.as_str())
-                    .bind(new.hash.as_str())
-                    .execute(&mut *tx)
-                    .await?;
+                    build_record(row, recorded_at, objectives)
+                );
                 appended += 1;
             }
             tx.commit().await?;

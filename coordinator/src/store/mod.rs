@@ -21,6 +21,8 @@
 //!   runs, materialised once per due time and leased to one agent at a time.
 //! - `verdicts`, `flips`, `outbox`, `silences`: the verdict of every asset, every change of it,
 //!   and the messages each change must deliver, written in one transaction.
+//! - `guard_decisions`, `guard_decision_assets`: every answer of the guard (who asked to destroy
+//!   what, allowed or refused, why) and the assets it weighed; each is also an evidence record.
 //! - `operator_tokens`: hashes of the operators' API tokens (`lbo_…`) with a name, an optional
 //!   expiry and a revocation time, so the secret is shown once and never stored.
 //!
@@ -71,6 +73,7 @@ mod agents;
 mod drills;
 mod enrollment;
 mod evidence;
+mod guard;
 mod operators;
 mod results;
 mod verdicts;
@@ -80,6 +83,7 @@ pub use agents::AgentRecord;
 pub use drills::{LeaseRequest, NewRun, RunRecord, TestRecord, TestSpec};
 pub use enrollment::{Claimed, IssuedCertificate, NewJoinToken, TokenClaim};
 pub use evidence::{EvidenceHead, EvidenceRecord, GENESIS_HASH, canonical_json, chain_hash};
+pub use guard::{GuardDecisionRecord, NewGuardDecision};
 pub use operators::{OPERATOR_TOKEN_PREFIX, OperatorTokenRecord};
 pub use results::{ResultRow, StoredResult};
 pub use verdicts::{FlipRecord, NewMessage, OpenTicket, OutboxMessage, Silence, VerdictRecord};

@@ -185,7 +185,7 @@ fn findings(column: &str, text: &str) -> Result<Vec<Finding>, StoreError> {
     serde_json::from_str(text).map_err(|err| StoreError::Corrupt(format!("{column}: {err}")))
 }
 
-fn encode<T: Serialize>(what: &str, value: &T) -> Result<String, StoreError> {
+pub(super) fn encode<T: Serialize>(what: &str, value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|err| StoreError::Encode(format!("{what}: {err}")))
 }
 
@@ -221,7 +221,7 @@ const INSERT_FLIP: &str =
 const SELECT_FLIPS: &str = "SELECT id, environment, asset, recoverable, reasons, at FROM flips \
      WHERE ($1 IS NULL OR environment = $1) AND ($2 IS NULL OR asset = $2) ORDER BY at DESC, id DESC LIMIT $3";
 
-const INSERT_MESSAGE: &str = "INSERT INTO outbox (flip_id, channel, event, dedup_key, payload, state, attempts, \
+pub(super) const INSERT_MESSAGE: &str = "INSERT INTO outbox (flip_id, channel, event, dedup_key, payload, state, attempts, \
      not_before, created_at) VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8)";
 
 /// Claims due messages: the oldest pending one per (channel, dedup key) only, so a resolve is
@@ -290,9 +290,9 @@ const INSERT_SILENCE: &str =
 /// engines' transaction types).
 macro_rules! insert_message {
     ($tx:expr, $flip_id:expr, $message:expr, $now:expr) => {{
-        let message: &NewMessage = $message;
-        let payload = encode("outbox payload", &message.payload)?;
-        sqlx::query(INSERT_MESSAGE)
+        let message: &$crate::store::NewMessage = $message;
+        let payload = $crate::store::verdicts::encode("outbox payload", &message.payload)?;
+        sqlx::query($crate::store::verdicts::INSERT_MESSAGE)
             .bind($flip_id)
             .bind(&message.channel)
             .bind(message.event)
@@ -305,6 +305,7 @@ macro_rules! insert_message {
             .await?;
     }};
 }
+pub(super) use insert_message;
 
 impl Store {
     /// Records `verdict`. When it differs from the stored one (or there is none and it is not

@@ -299,7 +299,7 @@ impl Store {
     }
 
     /// The engine's table expression over a JSON array of `[environment, asset]` pairs.
-    fn keys_source(&self) -> &'static str {
+    pub(super) fn keys_source(&self) -> &'static str {
         match self.engine {
             Engine::Sqlite(_) => KEYS_SQLITE,
             Engine::Postgres(_) => KEYS_POSTGRES,
@@ -405,7 +405,7 @@ pub fn open_findings_of(verdicts: &[VerdictRecord], posture: &HashMap<AssetKey, 
 }
 
 /// The JSON array of distinct `[environment, asset]` pairs a keyed query binds as `$1`.
-fn keys_json(assets: &[AssetKey]) -> Result<String, StoreError> {
+pub(super) fn keys_json(assets: &[AssetKey]) -> Result<String, StoreError> {
     let unique: BTreeSet<&AssetKey> = assets.iter().collect();
     serde_json::to_string(&unique).map_err(|err| StoreError::Encode(format!("asset keys: {err}")))
 }
