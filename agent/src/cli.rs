@@ -204,7 +204,10 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Doctor { config, output } => {
             let config = AgentConfig::load(&config)?;
             // A throw-away fingerprint key: doctor leaves the agent's state as it found it.
-            let scrubber = Arc::new(Scrubber::for_agent(&config, crate::credentials::FingerprintKey::random()));
+            let scrubber = Arc::new(Scrubber::for_agent(
+                &config,
+                crate::credentials::FingerprintKey::random(),
+            ));
             let mut telemetry_config = config.telemetry.clone();
             telemetry_config.log_filter.get_or_insert_with(|| "error".to_owned());
             let _telemetry =

@@ -172,11 +172,12 @@ mod tests {
             Duration::from_millis(12),
         );
         assert!(report.ready);
-        assert!(report.render().contains("ready for drills: 1 ok, 1 warnings, 0 failed (12 ms)"));
-        let report = Report::new(
-            vec![Check::fail("jail", "bubblewrap", "not installed")],
-            Duration::ZERO,
+        assert!(
+            report
+                .render()
+                .contains("ready for drills: 1 ok, 1 warnings, 0 failed (12 ms)")
         );
+        let report = Report::new(vec![Check::fail("jail", "bubblewrap", "not installed")], Duration::ZERO);
         assert!(!report.ready);
         let text = report.render();
         assert!(text.starts_with("FAIL  jail  bubblewrap: not installed\n"), "{text}");

@@ -33,11 +33,20 @@ pub async fn check(config: &AgentConfig, user: Option<&JailUser>, context: Optio
         }
         checks
     });
-    futures::future::join_all(per_source).await.into_iter().flatten().collect()
+    futures::future::join_all(per_source)
+        .await
+        .into_iter()
+        .flatten()
+        .collect()
 }
 
 fn subject(backup: &BackupConfig) -> String {
-    format!("{} ({} {})", backup.name.get_ref(), backup.kind.as_str(), backup.path.value)
+    format!(
+        "{} ({} {})",
+        backup.name.get_ref(),
+        backup.kind.as_str(),
+        backup.path.value
+    )
 }
 
 /// Lists the source's recovery points as a drill would, without checksums.
@@ -109,7 +118,21 @@ async fn first_unreadable(context: &JailContext, path: &Path) -> Result<Option<P
         .readable(path, path)
         .command("/usr/bin/find")
         .arg(path)
-        .args(["(", "-type", "d", "!", "-executable", ")", "-print", "-quit", ",", "!", "-readable", "-print", "-quit"])
+        .args([
+            "(",
+            "-type",
+            "d",
+            "!",
+            "-executable",
+            ")",
+            "-print",
+            "-quit",
+            ",",
+            "!",
+            "-readable",
+            "-print",
+            "-quit",
+        ])
         .output(FIND_TIMEOUT)
         .await
         .map_err(|err| err.to_string())?;

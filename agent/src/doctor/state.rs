@@ -65,10 +65,7 @@ fn work_dir(dir: &Path) -> Check {
 /// Whether this user may create a file in `dir` (tried with a file removed at once).
 fn writable(dir: &Path) -> std::io::Result<()> {
     let probe = dir.join(format!(".doctor-write-{}", std::process::id()));
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(&probe)?;
+    std::fs::OpenOptions::new().write(true).create_new(true).open(&probe)?;
     std::fs::remove_file(&probe)
 }
 

@@ -130,7 +130,11 @@ async fn postgres(needed: &BTreeSet<&'static str>, users: &str) -> Check {
             format!("{users} need {tools}: {found}; install them with apt-get install postgresql postgresql-client"),
         );
     };
-    let program = bin_dir(*newest).join(if needed.contains("postgres") { "postgres" } else { "psql" });
+    let program = bin_dir(*newest).join(if needed.contains("postgres") {
+        "postgres"
+    } else {
+        "psql"
+    });
     let version = version_of(&program).await;
     let majors_text = complete.iter().map(u32::to_string).collect::<Vec<_>>().join(", ");
     match version {
@@ -139,7 +143,11 @@ async fn postgres(needed: &BTreeSet<&'static str>, users: &str) -> Check {
             "postgresql",
             format!("{version} (majors {majors_text}: {tools}) for {users}"),
         ),
-        Err(err) => Check::fail(GROUP, "postgresql", format!("{} does not run: {err}", program.display())),
+        Err(err) => Check::fail(
+            GROUP,
+            "postgresql",
+            format!("{} does not run: {err}", program.display()),
+        ),
     }
 }
 
