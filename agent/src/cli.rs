@@ -84,6 +84,16 @@ pub enum Command {
         #[arg(long, value_enum, default_value_t)]
         output: Output,
     },
+    /// Checks everything a drill needs on this machine (tools, the restore jail, state and
+    /// identity, backup sources, assets read-only, the coordinator and the clock) without
+    /// restoring anything; one line per check. Exit 0 when nothing failed, 1 otherwise.
+    Doctor {
+        /// Path to agent.toml.
+        #[arg(long, env = "LIFEBOAT_AGENT_CONFIG", default_value = "/etc/lifeboat/agent.toml")]
+        config: PathBuf,
+        #[arg(long, value_enum, default_value_t)]
+        output: Output,
+    },
     /// Runs the agent daemon.
     Run {
         /// Path to agent.toml.
@@ -196,6 +206,31 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 ExitCode::from(1)
             } else {
                 ExitCode::SUCCESS
+            });
+        }
+        Command::Doctor { config, output } => {
+            let config = AgentConfig::load(&config)?;
+            // A throw-away fingerprint key: doctor leaves the agent's state as it found it.
+            let scrubber = Arc::new(Scrubber::for_agent(
+                &config,
+                crate::credentials::FingerprintKey::random(),
+            ));
+            let mut telemetry_config = config.telemetry.clone();
+            telemetry_config.log_filter.get_or_insert_with(|| "error".to_owned());
+            let _telemetry =
+                telemetry::init_filtered("lifeboat-agent", &telemetry_config, Some(scrubber.line_filter()))?;
+            let report = crate::doctor::run(&config).await;
+            match output {
+                Output::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&scrubber.json(serde_json::to_value(&report)?))?
+                ),
+                Output::Text => print!("{}", scrubber.text(&report.render())),
+            }
+            return Ok(if report.ready {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
             });
         }
         Command::ServiceProbe(args) => {

@@ -23,6 +23,7 @@
 //! - [`capabilities`]: what this machine can restore.
 //! - [`credentials`]: credential discovery, fingerprints, and what each credential can destroy.
 //! - [`daemon`]: `lifeboat-agent run`.
+//! - [`doctor`]: `lifeboat-agent doctor`: everything a drill needs on this machine, checked.
 //! - [`cli`]: the command line.
 
 pub mod backups;
@@ -32,6 +33,7 @@ pub mod config;
 pub mod connect;
 pub mod credentials;
 pub mod daemon;
+pub mod doctor;
 pub mod enroll;
 pub mod identity;
 pub mod jail;

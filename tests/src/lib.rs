@@ -12,6 +12,7 @@
 //!   Python, and a local Railway upstream checking requests against Railway's schema.
 //! - [`postgres`]: throw-away PostgreSQL clusters.
 //! - [`raw`]: a byte-level gRPC codec for sending malformed messages.
+//! - [`tools_venv`]: outside tools from PyPI (`kubernetes-validate`, `kubectl`) in `target/test-venv`.
 //! - [`store_db`]: a fresh store on SQLite or PostgreSQL; `both_engines!` runs a test on each.
 //! - [`rentals`]: a generated rental business database.
 //! - [`vendors`]: local Jira, PagerDuty and webhook servers that check every request against the
@@ -27,6 +28,7 @@ pub mod processes;
 pub mod raw;
 pub mod rentals;
 pub mod store_db;
+pub mod tools_venv;
 pub mod vendors;
 pub mod volume;
 
