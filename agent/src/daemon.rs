@@ -194,12 +194,9 @@ async fn execute_assignments(
         let crate::session::SessionEvent::Assignment(assignment) = event else {
             continue;
         };
-        let Some(asset) = runner
-            .config
-            .asset
-            .iter()
-            .find(|asset| *asset.name.get_ref() == assignment.asset && runner.config.tests_of(asset.name.get_ref()).next().is_some())
-        else {
+        let Some(asset) = runner.config.asset.iter().find(|asset| {
+            *asset.name.get_ref() == assignment.asset && runner.config.tests_of(asset.name.get_ref()).next().is_some()
+        }) else {
             tracing::warn!(asset = %assignment.asset, "assigned a run for an asset this agent does not test");
             continue;
         };

@@ -158,7 +158,12 @@ impl Finding {
 
     /// The finding in one line, as every text surface writes it: `CRITICAL backup.stale: …`.
     pub fn one_line(&self) -> String {
-        format!("{} {}: {}", self.severity.as_str().to_uppercase(), self.kind, self.message)
+        format!(
+            "{} {}: {}",
+            self.severity.as_str().to_uppercase(),
+            self.kind,
+            self.message
+        )
     }
 
     pub fn with_remediation(mut self, remediation: impl Into<String>) -> Self {

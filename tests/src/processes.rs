@@ -75,10 +75,7 @@ impl ChildProcess {
         let mut command = match open_files {
             Some(limit) => {
                 let mut command = Command::new("prlimit");
-                command
-                    .arg(format!("--nofile={limit}:{limit}"))
-                    .arg("--")
-                    .arg(program);
+                command.arg(format!("--nofile={limit}:{limit}")).arg("--").arg(program);
                 command
             }
             None => Command::new(program),

@@ -271,9 +271,10 @@ async fn a_running_coordinator_serves_the_guard_over_its_api_mcp_and_pages() {
         .expect("mcp");
     assert_eq!(refused.status(), 401, "no token, no MCP");
 
-    // Both pages show who asked what, and the answer.
+    // Both pages (behind the operator token too) show who asked what, and the answer.
     let overview = client
         .get(format!("{base}/"))
+        .bearer_auth(&token)
         .send()
         .await
         .expect("page")
@@ -284,6 +285,7 @@ async fn a_running_coordinator_serves_the_guard_over_its_api_mcp_and_pages() {
     assert!(overview.contains("ai-agent-7") && overview.contains("refused") && overview.contains("allowed"));
     let detail = client
         .get(format!("{base}/assets/{ENV}/{ASSET}"))
+        .bearer_auth(&token)
         .send()
         .await
         .expect("page")

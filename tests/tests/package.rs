@@ -187,8 +187,9 @@ fn check_installed_agent() {
 fn run_check_with_installed_agent() {
     let dir = tempfile::tempdir().expect("tempdir");
     let production = dir.path().join("app.sqlite");
-    let backups = dir.path().join("backups");
-    std::fs::create_dir(&backups).expect("backups dir");
+    // Backups on another volume, as they must be to count.
+    let volume = lifeboat_tests::volume::OtherVolume::mount(64).expect("mount another volume");
+    let backups = volume.dir("backups");
     run(Command::new("sqlite3").arg(&production).arg(
         "create table orders(id integer primary key, total real); insert into orders(total) values (9.5), (12), (30.25);",
     ));
@@ -207,6 +208,8 @@ name = "app-nightly"
 asset = "app"
 kind = "sqlite_dir"
 path = "{}"
+# A mount of another machine's storage in production: a tmpfs here, declared as such.
+location = {{ host = "backup-nas" }}
 
 [[test]]
 asset = "app"

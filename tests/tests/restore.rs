@@ -437,12 +437,12 @@ http.server.HTTPServer(("127.0.0.1", int(sys.argv[1])), Handler).serve_forever()
 #[tokio::test]
 async fn check_exit_codes_follow_the_contract() {
     let dir = tempfile::tempdir().expect("dir");
-    // Exit 2: the config is wrong, nothing runs.
+    // Exit 2: the config is wrong (a test of an asset nobody declared), nothing runs.
     let bad = dir.path().join("bad.toml");
-    std::fs::write(&bad, "[agent]\ncoordinator = \"https://x:1\"\n").expect("write");
+    std::fs::write(&bad, "[agent]\n\n[[test]]\nasset = \"ghost\"\nschedule = \"@daily\"\n").expect("write");
     let (code, _, stderr) = check(&bad).await;
     assert_eq!(code, 2, "{stderr}");
-    assert!(stderr.contains("bad.toml"), "{stderr}");
+    assert!(stderr.contains("bad.toml:4:") && stderr.contains("ghost"), "{stderr}");
     // Exit 1 with a JSON report: an asset with no backups is not recoverable.
     let empty = dir.path().join("none");
     std::fs::create_dir_all(&empty).expect("mkdir");

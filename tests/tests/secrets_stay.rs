@@ -392,7 +392,12 @@ async fn canary_secrets_appear_in_no_message_and_no_log() {
         .findings
         .iter()
         .find(|finding| finding.kind.code() == "restore.check_failed")
-        .unwrap_or_else(|| panic!("no failed check in {:#?}", restore.findings));
+        .unwrap_or_else(|| {
+            panic!(
+                "no failed check: {:?} {:#} {:#?}",
+                restore.outcome, restore.detail, restore.findings
+            )
+        });
     let key = FingerprintKey::load_or_create(&agent.work_dir.join("fingerprint.key")).expect("fingerprint key");
     // The environment and the key never reached the jailed check at all.
     for unreachable in [&canaries.env_railway, &canaries.env_only] {

@@ -24,7 +24,11 @@ pub struct CheckSpec {
 pub enum CheckKind {
     /// A query whose first value must be true, or a number within the bounds (non-zero when
     /// there are none).
-    Sql { sql: String, min: Option<f64>, max: Option<f64> },
+    Sql {
+        sql: String,
+        min: Option<f64>,
+        max: Option<f64>,
+    },
     /// Row counts of the restored tables against production's (read-only).
     RowCounts { tables: Vec<String>, tolerance: Tolerance },
     /// The restored schema against production's: differences are drift.
@@ -79,7 +83,8 @@ impl Tolerance {
 
     fn parse(text: &str) -> Result<Self, String> {
         let text = text.trim();
-        let invalid = || format!("invalid tolerance {text:?}: expected a number of rows (\"100\") or a percentage (\"5%\")");
+        let invalid =
+            || format!("invalid tolerance {text:?}: expected a number of rows (\"100\") or a percentage (\"5%\")");
         let (number, percent) = match text.strip_suffix('%') {
             Some(number) => (number.trim(), true),
             None => (text, false),
@@ -258,23 +263,55 @@ mod tests {
             }
         );
         let counts = check("name = \"n\"\nrow_counts = { tables = [\"a\"], tolerance = \"5%\" }").unwrap();
-        assert!(matches!(counts.kind, CheckKind::RowCounts { tolerance: Tolerance::Fraction(f), .. } if (f - 0.05).abs() < 1e-9));
+        assert!(
+            matches!(counts.kind, CheckKind::RowCounts { tolerance: Tolerance::Fraction(f), .. } if (f - 0.05).abs() < 1e-9)
+        );
         let service = check("name = \"n\"\nservice = \"app {port}\"\nhttp = \"http://127.0.0.1:{port}/\"").unwrap();
         assert!(matches!(service.kind, CheckKind::Service { expect_status: 200, .. }));
-        assert_eq!(check("name = \"n\"\nintegrity = true").unwrap().kind, CheckKind::Integrity);
+        assert_eq!(
+            check("name = \"n\"\nintegrity = true").unwrap().kind,
+            CheckKind::Integrity
+        );
     }
 
     #[test]
     fn conflicts_and_misplaced_keys_are_refused() {
         let both = check("name = \"n\"\nsql = \"select 1\"\ncommand = \"true\"").unwrap_err();
-        assert!(both.contains("sql and command") && both.contains("exactly one kind"), "{both}");
+        assert!(
+            both.contains("sql and command") && both.contains("exactly one kind"),
+            "{both}"
+        );
         assert!(check("name = \"n\"").unwrap_err().contains("sets no kind"));
-        assert!(check("name = \"n\"\ncommand = \"true\"\nmin = 1").unwrap_err().contains("min and max"));
-        assert!(check("name = \"n\"\nsql = \"x\"\npaths = [\"/srv\"]").unwrap_err().contains("paths"));
-        assert!(check("name = \"n\"\nhttp = \"http://x/\"").unwrap_err().contains("both service"));
-        assert!(check("name = \"n\"\nschema = false").unwrap_err().contains("checks nothing"));
-        assert!(check("name = \"n\"\nrow_counts = { tables = [\"a\"], tolerance = \"lots\" }").unwrap_err().contains("invalid tolerance"));
-        assert!(check("name = \"n\"\nsql = \"x\"\nmin = 5\nmax = 1").unwrap_err().contains("above max"));
+        assert!(
+            check("name = \"n\"\ncommand = \"true\"\nmin = 1")
+                .unwrap_err()
+                .contains("min and max")
+        );
+        assert!(
+            check("name = \"n\"\nsql = \"x\"\npaths = [\"/srv\"]")
+                .unwrap_err()
+                .contains("paths")
+        );
+        assert!(
+            check("name = \"n\"\nhttp = \"http://x/\"")
+                .unwrap_err()
+                .contains("both service")
+        );
+        assert!(
+            check("name = \"n\"\nschema = false")
+                .unwrap_err()
+                .contains("checks nothing")
+        );
+        assert!(
+            check("name = \"n\"\nrow_counts = { tables = [\"a\"], tolerance = \"lots\" }")
+                .unwrap_err()
+                .contains("invalid tolerance")
+        );
+        assert!(
+            check("name = \"n\"\nsql = \"x\"\nmin = 5\nmax = 1")
+                .unwrap_err()
+                .contains("above max")
+        );
     }
 
     #[test]

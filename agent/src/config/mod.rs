@@ -37,7 +37,7 @@ const MAX_TIMEOUT_SECS: u64 = MAX_TEST_TIMEOUT_SECONDS;
 /// The longest RPO, RTO, test interval, retention or keep-on-failure.
 const MAX_PERIOD_SECS: u64 = 10 * 365 * 86_400;
 /// The shortest and longest posture scan interval.
-const SCAN_INTERVAL_SECS: std::ops::RangeInclusive<u64> = 10..=30 * 86_400;
+const SCAN_INTERVAL_SECS: std::ops::RangeInclusive<u64> = 1..=30 * 86_400;
 
 /// The whole agent configuration.
 #[derive(Debug, Clone, Deserialize)]
@@ -112,7 +112,7 @@ pub struct AssetConfig {
     pub path: Option<EnvString>,
     #[serde(default)]
     pub location: Location,
-    /// At most a year, like `rto` and `test_interval` (the protocol's bound).
+    /// At most a century, like `rto` and `test_interval` (the protocol's bound).
     #[serde(default = "default_rpo", deserialize_with = "objective")]
     pub rpo: HumanDuration,
     #[serde(default = "default_rto", deserialize_with = "objective")]
@@ -222,7 +222,7 @@ pub struct ScanConfig {
     #[serde(default)]
     pub paths: Vec<PathBuf>,
     /// How often the daemon runs a posture scan (inventory, locations, credentials; no restore);
-    /// 10 s to 30 days.
+    /// 1 s to 30 days.
     #[serde(default = "default_scan_interval", deserialize_with = "scan_interval")]
     pub interval: HumanDuration,
     /// Scan the agent's own environment variables (default on).
@@ -333,10 +333,22 @@ impl AgentConfig {
             .unwrap_or_else(|| (PathBuf::from("agent.toml"), String::new()));
         let section = text.find("[agent]").map(|start| start..start + 7);
         let coordinator = self.agent.coordinator.clone().ok_or_else(|| {
-            ConfigError::at(&path, &text, section.clone(), "agent.coordinator", "`lifeboat-agent run` needs the coordinator's https:// URL")
+            ConfigError::at(
+                &path,
+                &text,
+                section.clone(),
+                "agent.coordinator",
+                "`lifeboat-agent run` needs the coordinator's https:// URL",
+            )
         })?;
         let identity_dir = self.agent.identity_dir.clone().ok_or_else(|| {
-            ConfigError::at(&path, &text, section, "agent.identity_dir", "`lifeboat-agent run` needs the directory enroll wrote the identity to")
+            ConfigError::at(
+                &path,
+                &text,
+                section,
+                "agent.identity_dir",
+                "`lifeboat-agent run` needs the directory enroll wrote the identity to",
+            )
         })?;
         Ok((coordinator, identity_dir))
     }
@@ -600,7 +612,10 @@ paths = ["/srv/app", "/home/deploy"]
             "  command = \"true\"\n  sql  = \"select count(*) > 0",
         );
         let message = parse(&text).expect_err("invalid").to_string();
-        assert!(message.contains("sql and command") && message.contains("exactly one kind"), "{message}");
+        assert!(
+            message.contains("sql and command") && message.contains("exactly one kind"),
+            "{message}"
+        );
         assert!(message.starts_with("agent.toml:29:"), "{message}");
 
         let text = DESIGN_EXAMPLE.replace("timeout  = \"1h\"", "timeout  = \"400d\"");
@@ -642,7 +657,7 @@ paths = ["/srv/app", "/home/deploy"]
             "{message}"
         );
 
-        let text = DESIGN_EXAMPLE.replace("rpo = \"24h\"", "rpo = \"400d\"");
+        let text = DESIGN_EXAMPLE.replace("rpo = \"24h\"", "rpo = \"40000d\"");
         let message = parse(&text).expect_err("too long").to_string();
         assert!(message.starts_with("agent.toml:12:"), "{message}");
         assert!(message.contains("field `rpo`"), "{message}");

@@ -13,9 +13,10 @@ use lifeboat_shared::durations::HumanDuration;
 use serde::{Deserialize, Deserializer};
 
 /// Which recovery point a restore test restores.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Pick {
     /// The newest recovery point.
+    #[default]
     Latest,
     /// A uniformly random point among those newer than now minus this; the newest when there
     /// is none.
@@ -58,11 +59,5 @@ impl<'de> Deserialize<'de> for Pick {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
         text.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-impl Default for Pick {
-    fn default() -> Self {
-        Self::Latest
     }
 }

@@ -82,6 +82,10 @@ pub fn is_placeholder(value: &str) -> bool {
     if trimmed.len() < 3 {
         return true;
     }
+    // What Lifeboat's own scrubber left in place of a secret (`[fp:… preview]`).
+    if trimmed.starts_with("[fp:") {
+        return true;
+    }
     let lower = trimmed.to_ascii_lowercase();
     if PLACEHOLDER_VALUES.contains(&lower.as_str()) {
         return true;

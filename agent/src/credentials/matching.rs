@@ -70,6 +70,7 @@ pub fn find<'r>(set: &'r RuleSet, text: &[u8], source: Source) -> Vec<Match<'r>>
                 secret: Secret::new(hit.value),
                 line,
                 offset: hit.start,
+                end: hit.end,
             });
         }
     }

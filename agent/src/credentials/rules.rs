@@ -160,6 +160,9 @@ pub struct Match<'r> {
     pub line: u32,
     /// Byte offset of the secret in the text.
     pub offset: usize,
+    /// Byte offset just past the secret's text: `secret` may differ from `text[offset..end]`
+    /// (an `@` escaped in a URL's password, a value decoded from base64).
+    pub end: usize,
 }
 
 /// What is known about the text being searched, from its file name.

@@ -30,8 +30,15 @@ const WARN_CLOCK_OFFSET: TimeDelta = TimeDelta::seconds(5);
 
 /// Checks the coordinator: reachability and trust, this agent's standing, the clock.
 pub async fn check(config: &AgentConfig) -> Vec<Check> {
-    let url = config.agent.coordinator.as_str();
-    let identity = match IdentityStore::Dir(config.agent.identity_dir.clone()).load() {
+    let (Some(url), Some(identity_dir)) = (&config.agent.coordinator, &config.agent.identity_dir) else {
+        return vec![Check::ok(
+            GROUP,
+            "coordinator",
+            "none configured: `check` runs standalone (`run` needs [agent] coordinator and identity_dir)",
+        )];
+    };
+    let url = url.as_str();
+    let identity = match IdentityStore::Dir(identity_dir.clone()).load() {
         Ok(identity) => identity,
         Err(err) => {
             return vec![Check::fail(

@@ -24,7 +24,7 @@ const FIND_TIMEOUT: Duration = Duration::from_secs(30);
 /// Checks every `[[backup]]`, concurrently.
 pub async fn check(config: &AgentConfig, user: Option<&JailUser>, context: Option<&JailContext>) -> Vec<Check> {
     let per_source = config.backup.iter().map(|backup| async move {
-        let mut checks = vec![reachable(backup).await];
+        let mut checks = vec![reachable(backup, context).await];
         let path = PathBuf::from(&backup.path.value);
         if path.is_absolute()
             && let Some(user) = user
@@ -50,11 +50,21 @@ fn subject(backup: &BackupConfig) -> String {
 }
 
 /// Lists the source's recovery points as a drill would, without checksums.
-async fn reachable(backup: &BackupConfig) -> Check {
+/// Listing runs in the doctor's trivial jail, as a drill's discovery does.
+async fn reachable(backup: &BackupConfig, context: Option<&JailContext>) -> Check {
+    let Some(context) = context else {
+        return Check::fail(
+            GROUP,
+            subject(backup),
+            "not listed: no jail could be started (see the jail checks)",
+        );
+    };
+    let jail = context.jail(&StrayLog::default());
     let spec = SourceSpec {
         kind: backup.kind,
         path: PathBuf::from(&backup.path.value),
         restic_password: crate::runner::restic_password(backup),
+        jail,
     };
     let listed = tokio::time::timeout(
         LIST_TIMEOUT,

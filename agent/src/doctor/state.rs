@@ -15,7 +15,14 @@ const GROUP: &str = "state";
 /// Checks `work_dir` and the identity.
 pub fn check(config: &AgentConfig) -> Vec<Check> {
     let mut checks = vec![work_dir(&config.agent.work_dir)];
-    checks.extend(identity(&config.agent.identity_dir));
+    match &config.agent.identity_dir {
+        Some(dir) => checks.extend(identity(dir)),
+        None => checks.push(Check::ok(
+            GROUP,
+            "identity",
+            "no identity_dir configured: `check` runs standalone (`run` needs one, written by `enroll`)",
+        )),
+    }
     checks
 }
 

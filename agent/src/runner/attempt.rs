@@ -97,7 +97,10 @@ impl Runner {
     async fn postgres_attempt(&self, step: &Step<'_>, run: &mut RunReport) {
         let point = &step.candidate.point;
         // A base backup runs only on its own major; a dump restores into the same or newer.
-        let base_backup = matches!(point.format, BackupFormat::PgBaseBackupPlain | BackupFormat::PgBaseBackupTar);
+        let base_backup = matches!(
+            point.format,
+            BackupFormat::PgBaseBackupPlain | BackupFormat::PgBaseBackupTar
+        );
         let major = match (base_backup, point.server_major) {
             (true, Some(major)) => Ok(major),
             _ => sandbox::postgres::pick_major(point.server_major, &crate::capabilities::postgres_majors()),
@@ -113,7 +116,12 @@ impl Runner {
         };
         let mut sandbox = match created {
             Ok(sandbox) => sandbox,
-            Err(err) => return run.fail(format!("cannot create a PostgreSQL {major} sandbox: {err}"), err.is_agent_problem()),
+            Err(err) => {
+                return run.fail(
+                    format!("cannot create a PostgreSQL {major} sandbox: {err}"),
+                    err.is_agent_problem(),
+                );
+            }
         };
         let mut signs = Vec::new();
         let (restored, database) = if base_backup {
@@ -314,4 +322,3 @@ async fn sqlite_unreadable(target: &Target) -> Option<String> {
     let report = checks::run(&check, target, None, Duration::from_secs(60)).await;
     (!report.passed).then(|| format!("not a readable SQLite database: {}", report.message))
 }
-

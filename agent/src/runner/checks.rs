@@ -13,10 +13,10 @@ use std::time::{Duration, Instant};
 use sqlx::Row as _;
 
 use crate::config::{CheckKind, CheckSpec, Tolerance};
-use crate::verdict::CheckReport;
 use crate::jail::{Jail, Shells};
 use crate::runner::psql::{self, Connection};
 use crate::runner::sqlite_cli;
+use crate::verdict::CheckReport;
 
 /// What a check runs against, with the sandbox's jail that every step on it runs in.
 #[derive(Debug, Clone)]
@@ -201,7 +201,11 @@ async fn count_rows(target: &Target, table: &str, timeout: Duration) -> Result<i
 }
 
 /// Runs `sql` against production (read-only) and returns the first column of the first row.
-pub(crate) async fn production_scalar(production: &Production, sql: &str, timeout: Duration) -> Result<Option<String>, String> {
+pub(crate) async fn production_scalar(
+    production: &Production,
+    sql: &str,
+    timeout: Duration,
+) -> Result<Option<String>, String> {
     match production {
         Production::Postgres(connection) => connection.scalar(sql, timeout).await.map_err(|err| err.to_string()),
         Production::Sqlite(path) => production_sqlite_scalar(path, sql).await,
@@ -503,7 +507,6 @@ mod tests {
         assert!(!judge(None, None, None).0);
         assert!(!judge(Some("hello"), None, None).0);
     }
-
 
     #[test]
     fn drift_lists_both_directions() {

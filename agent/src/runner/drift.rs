@@ -49,7 +49,11 @@ pub async fn read(production: &Production, timeout: Duration) -> Option<Shape> {
                 connection
                     .query(sql, timeout)
                     .await
-                    .map(|rows| rows.into_iter().filter_map(|row| row.into_iter().next()).collect::<BTreeSet<_>>())
+                    .map(|rows| {
+                        rows.into_iter()
+                            .filter_map(|row| row.into_iter().next())
+                            .collect::<BTreeSet<_>>()
+                    })
                     .unwrap_or_default()
             };
             shape.version = connection
@@ -106,7 +110,13 @@ pub fn changes(before: &Shape, after: &Shape) -> Vec<String> {
         ("grant", &before.grants, &after.grants),
     ];
     for (what, old, new) in sets {
-        let label = |line: &String| if what.is_empty() { line.clone() } else { format!("{what} {line}") };
+        let label = |line: &String| {
+            if what.is_empty() {
+                line.clone()
+            } else {
+                format!("{what} {line}")
+            }
+        };
         changes.extend(new.difference(old).map(|line| format!("{} added", label(line))));
         changes.extend(old.difference(new).map(|line| format!("{} removed", label(line))));
     }
@@ -147,7 +157,11 @@ pub async fn watch(work_dir: &Path, asset: &str, production: &Production, timeou
             format!(
                 "Since the last passing test{since}: {}{}.",
                 named.join("; "),
-                if more > 0 { format!(" and {more} more") } else { String::new() }
+                if more > 0 {
+                    format!(" and {more} more")
+                } else {
+                    String::new()
+                }
             ),
         )
         .with_evidence(json!({"changes": changes, "before": previous, "after": current}))
@@ -161,7 +175,13 @@ pub async fn watch(work_dir: &Path, asset: &str, production: &Production, timeou
 fn shape_path(work_dir: &Path, asset: &str) -> PathBuf {
     let safe: String = asset
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
         .collect();
     work_dir.join("drift").join(format!("{safe}.json"))
 }
@@ -171,7 +191,10 @@ fn save(path: &Path, shape: &Shape) -> std::io::Result<()> {
         std::fs::create_dir_all(dir)?;
     }
     let temporary = path.with_extension("json.tmp");
-    std::fs::write(&temporary, serde_json::to_vec_pretty(shape).map_err(std::io::Error::other)?)?;
+    std::fs::write(
+        &temporary,
+        serde_json::to_vec_pretty(shape).map_err(std::io::Error::other)?,
+    )?;
     std::fs::rename(&temporary, path)
 }
 
@@ -204,9 +227,15 @@ mod tests {
         let found = changes(&before, &after);
         assert!(found.contains(&"server 15.4 → 16.1".to_owned()), "{found:?}");
         assert!(found.contains(&"extension pg_trgm 1.6 added".to_owned()), "{found:?}");
-        assert!(found.contains(&"column public.bookings.deposit numeric added".to_owned()), "{found:?}");
+        assert!(
+            found.contains(&"column public.bookings.deposit numeric added".to_owned()),
+            "{found:?}"
+        );
         assert!(found.contains(&"role analyst (login) added".to_owned()), "{found:?}");
-        assert!(found.contains(&"setting max_connections 100 → 200".to_owned()), "{found:?}");
+        assert!(
+            found.contains(&"setting max_connections 100 → 200".to_owned()),
+            "{found:?}"
+        );
         assert!(changes(&after, &after).is_empty());
     }
 }

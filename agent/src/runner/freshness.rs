@@ -24,7 +24,11 @@ pub async fn measure(
     production: Option<&Production>,
     timeout: Duration,
 ) {
-    let Some((table, column)) = asset.freshness.as_deref().and_then(|freshness| freshness.rsplit_once('.')) else {
+    let Some((table, column)) = asset
+        .freshness
+        .as_deref()
+        .and_then(|freshness| freshness.rsplit_once('.'))
+    else {
         return;
     };
     let Some(restored_newest) = newest_in_copy(target, table, column, timeout).await else {
@@ -99,7 +103,10 @@ mod tests {
 
     #[test]
     fn values_are_unix_seconds() {
-        assert_eq!(from_unix("1764806400".into()).map(|at| at.to_rfc3339()), Some("2025-12-04T00:00:00+00:00".into()));
+        assert_eq!(
+            from_unix("1764806400".into()).map(|at| at.to_rfc3339()),
+            Some("2025-12-04T00:00:00+00:00".into())
+        );
         assert_eq!(from_unix(String::new()), None);
         assert!(postgres_sql("public.bookings", "created_at").contains("\"public\".\"bookings\""));
     }

@@ -193,7 +193,6 @@ impl Runner {
         candidates.sort_by_key(|candidate| std::cmp::Reverse(candidate.point.created_at));
         (candidates, problems)
     }
-
 }
 
 /// The recovery points a posture scan found, newest first, and the sources it could not read.
@@ -222,7 +221,6 @@ fn candidates_of(posture: &AssetPosture) -> (Vec<Candidate>, Vec<SourceProblem>)
     (candidates, problems)
 }
 
-
 pub(crate) fn restic_password(backup: &BackupConfig) -> Option<String> {
     if let Some(variable) = &backup.password_env {
         return std::env::var(variable).ok();
@@ -233,7 +231,6 @@ pub(crate) fn restic_password(backup: &BackupConfig) -> Option<String> {
         .and_then(|file| std::fs::read_to_string(&file.value).ok())
         .map(|password| password.trim_end_matches('\n').to_owned())
 }
-
 
 /// Seconds between a recovery point and `now`.
 pub fn age_seconds(created_at: DateTime<Utc>, now: DateTime<Utc>) -> i64 {

@@ -44,7 +44,9 @@ impl Runner {
             let mut report = verdict::no_backup(asset, &self.backups_of(&asset_name), &problems);
             if let Some(posture) = posture {
                 report.findings.extend(posture.findings.iter().cloned());
-                report.findings.sort_by_key(|finding| std::cmp::Reverse(finding.severity));
+                report
+                    .findings
+                    .sort_by_key(|finding| std::cmp::Reverse(finding.severity));
             }
             return report;
         }
@@ -54,7 +56,9 @@ impl Runner {
 
         let safe_points: Vec<&Candidate> = candidates.iter().filter(|candidate| is_safe(candidate)).collect();
         for candidate in safe_points.into_iter().take(1 + MAX_WALK_BACK) {
-            let restored = plan.attempt(self, asset, test, candidate, RunRole::Verdict, started).await;
+            let restored = plan
+                .attempt(self, asset, test, candidate, RunRole::Verdict, started)
+                .await;
             if restored || plan.stopped {
                 break;
             }
@@ -72,7 +76,9 @@ impl Runner {
         let mut report = verdict::judge(asset, plan.runs, posture, Utc::now());
         if let Some(drift) = self.remember(asset, &report).await {
             report.findings.push(drift);
-            report.findings.sort_by_key(|finding| std::cmp::Reverse(finding.severity));
+            report
+                .findings
+                .sort_by_key(|finding| std::cmp::Reverse(finding.severity));
         }
         report
     }
@@ -87,7 +93,11 @@ impl Runner {
         candidates
             .iter()
             .find(|candidate| candidate.point.id == chosen.id && candidate.point.path == chosen.path)
-            .filter(|candidate| !plan.tried.contains(&(candidate.backup.clone(), candidate.point.id.clone())))
+            .filter(|candidate| {
+                !plan
+                    .tried
+                    .contains(&(candidate.backup.clone(), candidate.point.id.clone()))
+            })
     }
 
     /// After a passing verdict run: remembers it, and compares production's shape with the last
@@ -101,16 +111,16 @@ impl Runner {
         {
             let _state = self.posture_state.lock().await;
             crate::posture::remember_good_run(
-            &self.config.agent.work_dir,
-            asset_name,
-            crate::posture::history::LastGood {
-                backup: run.backup.clone(),
-                recovery_point: run.recovery_point.clone(),
-                recovery_point_created_at: run.recovery_point_created_at,
-                tested_at: run.finished_at,
-                rto_seconds: run.rto_seconds,
-                runbook: run.runbook.clone(),
-            },
+                &self.config.agent.work_dir,
+                asset_name,
+                crate::posture::history::LastGood {
+                    backup: run.backup.clone(),
+                    recovery_point: run.recovery_point.clone(),
+                    recovery_point_created_at: run.recovery_point_created_at,
+                    tested_at: run.finished_at,
+                    rto_seconds: run.rto_seconds,
+                    runbook: run.runbook.clone(),
+                },
             );
         }
         let production = super::attempt::production(asset)?;
@@ -142,7 +152,8 @@ impl Plan {
         started: Instant,
     ) -> bool {
         let run = runner.attempt(asset, test, candidate, role, started).await;
-        self.tried.insert((candidate.backup.clone(), candidate.point.id.clone()));
+        self.tried
+            .insert((candidate.backup.clone(), candidate.point.id.clone()));
         self.stopped |= run.agent_problem;
         let restored = run.restored;
         self.runs.push(run);

@@ -7,7 +7,7 @@ use std::cell::RefCell;
 use std::path::Path;
 
 use crate::config::{AgentConfig, EnvString, expand};
-use crate::credentials::{Secret, redact, rules};
+use crate::credentials::{Secret, redact};
 
 /// Shortest environment value taken for a secret.
 const MIN_ENVIRONMENT_SECRET_LEN: usize = 8;
@@ -58,7 +58,7 @@ pub fn looks_secret(value: &str) -> bool {
         && !is_path(value)
         && !is_number_like(value)
         && !is_common_word(value)
-        && !rules::is_placeholder(value)
+        && !crate::credentials::filters::is_placeholder(value)
 }
 
 fn is_path(value: &str) -> bool {

@@ -43,7 +43,7 @@ use serde_json::Value;
 
 use crate::config::AgentConfig;
 use crate::credentials::redact::{self, REDACTED};
-use crate::credentials::rules::{self, rules};
+use crate::credentials::rules::rules;
 use crate::credentials::{FingerprintKey, Secret};
 
 /// The start of a PEM block.
@@ -289,7 +289,7 @@ impl Scrubber {
             }
         }
         for found in rules().find(text.as_bytes()) {
-            finds.extend(self.rule_finds(text, found.offset, &found.secret));
+            finds.extend(self.rule_finds(text, found.offset..found.end, &found.secret));
         }
         for span in redact::password_spans(text) {
             finds.push(Find {
@@ -304,16 +304,17 @@ impl Scrubber {
     /// A credential of the rule set found at `offset`: a URL with a password keeps its scheme,
     /// user and host and loses the password (`postgres://app:[fp:… T…x]@db/rentals`); anything
     /// else goes whole. The fingerprint is always the whole credential's, as it is reported.
-    fn rule_finds(&self, text: &str, offset: usize, secret: &Secret) -> Vec<Find> {
-        let value = secret.expose();
-        let start = bound::floor_char_boundary(text, offset);
-        let end = ceil_char_boundary(text, offset + value.len());
+    fn rule_finds(&self, text: &str, span: std::ops::Range<usize>, secret: &Secret) -> Vec<Find> {
+        let start = bound::floor_char_boundary(text, span.start);
+        let end = ceil_char_boundary(text, span.end.max(span.start));
+        // The text as written: the secret may be normalised (an `@` escaped in a password).
+        let value = text.get(start..end).unwrap_or_default();
         let passwords = redact::password_spans(value);
-        if passwords.is_empty() || text.get(start..end) != Some(value) {
+        if passwords.is_empty() {
             return vec![Find {
                 span: start..end,
                 rank: 1,
-                replacement: self.marker(secret, &rules::redacted_preview(secret)),
+                replacement: self.marker(secret, &crate::credentials::filters::redacted_preview(secret)),
             }];
         }
         passwords
@@ -484,7 +485,8 @@ mod tests {
             scrubbed,
             format!(
                 "could not connect to postgres://app:[{} p…9]@db.internal:5432/rentals (connection refused)",
-                fingerprint(&key, url)
+                // The fingerprint `scan` reports: the URL with the `@` of its password escaped.
+                fingerprint(&key, "postgres://app:p%40ss!w0rd9@db.internal:5432/rentals")
             )
         );
         // Passwords too weak for the rule set still go.

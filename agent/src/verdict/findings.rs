@@ -12,8 +12,7 @@ use crate::posture::AssetPosture;
 use crate::posture::blast::Safety;
 
 /// The fix every `agent.misconfigured` finding gives.
-const FIX_THE_AGENT: &str =
-    "Fix the agent's machine as the message says (`lifeboat-agent doctor` checks every prerequisite), then run the test again.";
+const FIX_THE_AGENT: &str = "Fix the agent's machine as the message says (`lifeboat-agent doctor` checks every prerequisite), then run the test again.";
 
 fn when(time: DateTime<Utc>) -> String {
     time.format("%Y-%m-%d %H:%M").to_string()
@@ -161,7 +160,9 @@ pub fn other_point_failed(name: &str, run: &RunReport) -> Finding {
         ),
     )
     .with_severity(Severity::High)
-    .with_evidence(json!({"backup": run.backup, "recovery_point": run.recovery_point, "role": run.role, "error": run.error}))
+    .with_evidence(
+        json!({"backup": run.backup, "recovery_point": run.recovery_point, "role": run.role, "error": run.error}),
+    )
     .with_remediation(format!(
         "A backup of {name} that does not restore is no backup: find out what damaged {}/{} (storage, the job, an \
          edit), and do not count on it.",
@@ -233,7 +234,11 @@ pub fn rto_exceeded(name: &str, run: &RunReport, rto: f64) -> Finding {
     Finding::new(
         FindingKind::RestoreRtoExceeded,
         name,
-        format!("Restoring {name} took {}; its RTO is {}.", human(run.rto_seconds), human(rto)),
+        format!(
+            "Restoring {name} took {}; its RTO is {}.",
+            human(run.rto_seconds),
+            human(rto)
+        ),
     )
     .with_evidence(json!({"rto_seconds": run.rto_seconds, "rto_limit_seconds": rto}))
     .with_remediation(
@@ -259,7 +264,12 @@ pub fn schema_drift(name: &str, run: &RunReport) -> Option<Finding> {
             format!(
                 "Since the backup {}: {}.",
                 run.recovery_point,
-                drift.iter().take(5).map(|line| line.as_str()).collect::<Vec<_>>().join("; ")
+                drift
+                    .iter()
+                    .take(5)
+                    .map(|line| line.as_str())
+                    .collect::<Vec<_>>()
+                    .join("; ")
             ),
         )
         .with_severity(severity)

@@ -40,15 +40,17 @@ use crate::posture::AssetPosture;
 
 /// Turns the runs of one test and the asset's posture into findings and the verdict. Runs come
 /// in the order they were made: the verdict's runs newest first (walking back after failures).
-pub fn judge(asset: &AssetConfig, runs: Vec<RunReport>, posture: Option<&AssetPosture>, now: DateTime<Utc>) -> AssetReport {
+pub fn judge(
+    asset: &AssetConfig,
+    runs: Vec<RunReport>,
+    posture: Option<&AssetPosture>,
+    now: DateTime<Utc>,
+) -> AssetReport {
     let name = asset.name.get_ref().clone();
     let rpo = asset.rpo.as_secs() as f64;
     let rto = asset.rto.as_secs() as f64;
     let verdict_runs: Vec<&RunReport> = runs.iter().filter(|run| run.role == RunRole::Verdict).collect();
-    let recovered = verdict_runs
-        .iter()
-        .copied()
-        .find(|run| run.outcome == Outcome::Passed);
+    let recovered = verdict_runs.iter().copied().find(|run| run.outcome == Outcome::Passed);
     let restored = verdict_runs.iter().copied().find(|run| run.restored);
     let fresher_inside = runs
         .iter()
@@ -69,6 +71,10 @@ pub fn judge(asset: &AssetConfig, runs: Vec<RunReport>, posture: Option<&AssetPo
             .filter(|run| run.outcome != Outcome::TimedOut)
             .map(|run| findings::other_point_failed(&name, run)),
     );
+    // A check that fails on another restored point is a fact too (it decides nothing).
+    for run in runs.iter().filter(|run| run.role != RunRole::Verdict && run.restored) {
+        found.extend(findings::failed_checks(&name, run));
+    }
     if let Some(run) = runs.iter().find(|run| run.outcome == Outcome::TimedOut) {
         found.push(findings::timed_out(&name, run));
     }
@@ -87,7 +93,8 @@ pub fn judge(asset: &AssetConfig, runs: Vec<RunReport>, posture: Option<&AssetPo
         found.extend(posture.findings.iter().cloned());
     }
     let findings = one_per_fact(found);
-    let recoverable = recovered.is_some_and(|run| (run.recovery_point_age_seconds as f64) <= rpo && run.rto_seconds <= rto)
+    let recoverable = recovered
+        .is_some_and(|run| (run.recovery_point_age_seconds as f64) <= rpo && run.rto_seconds <= rto)
         && !findings.iter().any(|finding| finding.severity == Severity::Critical);
     AssetReport {
         asset: name,

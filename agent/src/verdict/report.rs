@@ -199,7 +199,11 @@ impl AssetReport {
         Self {
             asset: asset.to_owned(),
             recoverable: false,
-            findings: vec![Finding::new(lifeboat_shared::findings::FindingKind::BackupMissing, asset, message)],
+            findings: vec![Finding::new(
+                lifeboat_shared::findings::FindingKind::BackupMissing,
+                asset,
+                message,
+            )],
             runs: Vec::new(),
         }
     }

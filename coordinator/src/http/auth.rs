@@ -11,9 +11,9 @@
 use axum::extract::{Request, State};
 use axum::http::header::WWW_AUTHENTICATE;
 use axum::http::{HeaderValue, StatusCode};
-use chrono::Utc;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use chrono::Utc;
 
 use super::AppState;
 use super::api::ApiError;

@@ -15,9 +15,9 @@
 
 mod api;
 mod auth;
+mod guard_section;
 pub mod listener;
 mod login;
-mod guard_section;
 mod metrics;
 mod status_page;
 mod svg;
@@ -35,8 +35,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::store::{Store, VerdictRecord};
 
-pub use listener::HttpLimits;
 pub(crate) use auth::Operator;
+pub use listener::HttpLimits;
 pub use metrics::{record_run, run_upkeep};
 pub use status_page::asset_path;
 

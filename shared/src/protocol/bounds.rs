@@ -29,8 +29,9 @@ pub const MAX_POSTGRES_MAJOR: u32 = 1_000;
 
 /// Longest test timeout: a restore that needs more than a week is not a drill anyone can run.
 pub const MAX_TEST_TIMEOUT_SECONDS: u64 = 7 * 86_400;
-/// Longest RPO, RTO or test interval an asset may declare: a year.
-pub const MAX_OBJECTIVE_SECONDS: u64 = 366 * 86_400;
+/// Longest RPO, RTO or test interval an asset may declare: a century (an archive that never
+/// changes may accept backups that are decades old; the bound only keeps arithmetic safe).
+pub const MAX_OBJECTIVE_SECONDS: u64 = 100 * 366 * 86_400;
 /// Longest measured duration (restore time, time to checks passed, progress): a year.
 pub const MAX_MEASURED_SECONDS: f64 = 366.0 * 86_400.0;
 /// Largest recovery point age, either way (a clock may be skewed): a century.
