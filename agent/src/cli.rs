@@ -1,4 +1,4 @@
-//! The `lifeboat-agent` command line (DESIGN.md §7).
+//! The `lifeboat-agent` command line. Each command has `--help`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -110,7 +110,8 @@ fn parse_pin(text: &str) -> Result<CaPin, String> {
     CaPin::parse(text).map_err(|err| err.to_string())
 }
 
-/// Runs a parsed command line; the exit code follows DESIGN.md §7.
+/// Runs a parsed command line. Exit codes: `check` 0 recoverable, 1 not; `scan` 1 when a
+/// credential reaches `--min-severity`; `doctor` 1 when not ready; an error is 2 (in `main`).
 pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Enroll {

@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: `agent.toml` (DESIGN.md §6), `${VAR}` expansion, located errors.
+//! - [`config`]: `agent.toml` (`docs/agent-config.md`), `${VAR}` expansion, located errors.
 //! - [`identity`]: key, certificate and CA on disk (or in memory for simulated agents).
 //! - [`enroll`]: `lifeboat-agent enroll` (CSR + join token, CA pin).
 //! - [`connect`]: gRPC channels over our rustls configurations.

@@ -1,5 +1,5 @@
 //! `lifeboat-agent scan PATH…`: credential discovery and scope on their own, without restoring
-//! anything (DESIGN.md §7). Values never leave: the output holds fingerprints, redacted
+//! anything. Values never leave: the output holds fingerprints, redacted
 //! previews, where each credential was found and what it can destroy.
 //!
 //! Every credential has a [severity](crate::credentials::severity) (from its rule and value,

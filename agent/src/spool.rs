@@ -1,4 +1,4 @@
-//! The durable outbox of run results (DESIGN.md §5.4, "Nothing is lost").
+//! The durable outbox of run results ("nothing is lost").
 //!
 //! Every result is written here before it is sent, and removed only when the coordinator
 //! acknowledges it, which the coordinator does only after committing it. A result therefore

@@ -1,4 +1,4 @@
-//! The `lifeboat-coordinator` command line (DESIGN.md §7). Each command has `--help`; the ones
+//! The `lifeboat-coordinator` command line. Each command has `--help`; the ones
 //! that print data take `--output json`.
 
 use std::path::PathBuf;

@@ -1,4 +1,4 @@
-//! The coordinator configuration file (`coordinator.toml`, DESIGN.md §7).
+//! The coordinator configuration file (`coordinator.toml`, `docs/coordinator-config.md`).
 //!
 //! Parsed and validated before any port is bound: an error names the file, line and field.
 

@@ -1,9 +1,9 @@
-//! Posture: the verdict of every asset over time (DESIGN.md §1, §8). Recomputed on every result
+//! Posture: the verdict of every asset over time (`docs/verdict.md`). Recomputed on every result
 //! and report, and every `[alerts] evaluate_every` for the dead-man's switch; a change is a flip,
 //! stored with its reasons and the messages its routes ask for, in one transaction.
 //!
 //! An asset is recoverable when its latest restore test passed (the agent judged the recovery
-//! point safe, fresh and fast enough, DESIGN.md §1), that pass is within the test interval, and
+//! point safe, fresh and fast enough), that pass is within the test interval, and
 //! no newer posture scan found a critical problem. A lost agent does not page by itself: its
 //! assets say why they are overdue, so one problem opens one ticket per asset, not two.
 
@@ -18,7 +18,7 @@ use crate::config::{AlertsConfig, RouteConfig};
 use crate::escalation::{Event, Notification, dedup_key};
 use crate::store::{AgentRecord, FlipRecord, NewMessage, Silence, Store, StoreError, TestRecord, VerdictRecord};
 
-/// Default test interval when an inventory does not say (DESIGN.md §1).
+/// Default test interval when an inventory does not say (`docs/verdict.md`).
 const DEFAULT_INTERVAL_SECONDS: i64 = 24 * 3600;
 
 /// What a verdict is decided from.

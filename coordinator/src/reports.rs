@@ -1,4 +1,4 @@
-//! What the operator commands print (DESIGN.md §7): `posture` (exit 0 recoverable, 1 not),
+//! What the operator commands print: `posture` (exit 0 recoverable, 1 not),
 //! `runs`, `findings`, and `run-now`. Each is a serialisable value with a text rendering.
 
 use chrono::{DateTime, Utc};
@@ -9,7 +9,7 @@ use serde::Serialize;
 use crate::config::Config;
 use crate::store::{NewRun, RunRecord, Store, StoreError, TestRecord};
 
-/// One run of a posture report (DESIGN.md §7).
+/// One run of a posture report.
 #[derive(Debug, Clone, Serialize)]
 pub struct PostureRun {
     pub backup: String,

@@ -1,9 +1,9 @@
-//! The scheduler (DESIGN.md §8): tests come from the agents' inventories (overridable
-//! centrally); each has a 5-field cron in UTC plus a fixed per-test jitter; due runs are
-//! materialised idempotently (unique test + due time), leased to a connected agent of the
-//! asset's environment that tests that asset, and re-queued when the lease expires or the agent
-//! goes away, within a bounded number of attempts. A run not started before its deadline is
-//! missed; the dead-man's switch in [`crate::posture`] turns that into `test.overdue`.
+//! The scheduler (`[schedule]` in `docs/coordinator-config.md`): tests come from the agents'
+//! inventories (overridable centrally); each has a 5-field cron in UTC plus a fixed per-test
+//! jitter; due runs are materialised idempotently (unique test + due time), leased to a connected
+//! agent of the asset's environment that tests that asset, and re-queued when the lease expires or
+//! the agent goes away, within a bounded number of attempts. A run not started before its deadline
+//! is missed; the dead-man's switch in [`crate::posture`] turns that into `test.overdue`.
 //!
 //! One test's, environment's or agent's failure never blocks another's: each step of a tick
 //! runs per test (materialising) and per agent (leasing), and a failure is logged and skipped.

@@ -1,5 +1,5 @@
-//! The findings catalogue (DESIGN.md §4): stable `kind` codes, their default severity, and the
-//! shape every finding has. Messages are written for an operator at 3 a.m.; evidence is the
+//! The findings catalogue (`docs/findings.md`): stable `kind` codes, their default severity, and
+//! the shape every finding has. Messages are written for an operator at 3 a.m.; evidence is the
 //! structured fact behind the message; remediation is the concrete next step.
 
 use std::fmt;

@@ -1,5 +1,5 @@
 //! The command lines as users meet them: config errors before any port is bound, JSON outputs
-//! of the DESIGN.md §7 contract, exit codes, and the demo.
+//! of the command-line contract, exit codes, and the demo.
 
 use lifeboat_tests::processes::{self, ChildProcess, CoordinatorProcess};
 
@@ -151,7 +151,7 @@ async fn demo_goes_not_recoverable_ticket_fixed_resolved_and_leaves_nothing_runn
     assert!(leftovers.is_empty(), "left running: {leftovers:?}");
 }
 
-/// `lifeboat-agent scan PATH…` speaks DESIGN.md §7's JSON: credentials by fingerprint and
+/// `lifeboat-agent scan PATH…` speaks its JSON contract: credentials by fingerprint and
 /// preview with where they were found and what they can destroy; the value itself never.
 #[tokio::test]
 async fn scan_reports_credentials_by_fingerprint_and_exits_1_on_an_exposed_one() {

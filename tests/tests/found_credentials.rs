@@ -1,4 +1,4 @@
-//! Found credentials are never used (DESIGN.md §5.2): `lifeboat-agent scan` over a tree holding
+//! Found credentials are never used: `lifeboat-agent scan` over a tree holding
 //! working PostgreSQL URLs — in an app's config and in vendored code — reports them by
 //! fingerprint and preview with "scope unknown", and the server they name, which logs every
 //! connection, sees no attempt at all. With a config, the credentials it declares for the host

@@ -1,8 +1,8 @@
-//! Contract tests of the escalation channels (DESIGN.md §8, §5.4) against local Jira,
-//! PagerDuty and webhook servers that validate every request against the vendors' published
-//! OpenAPI specs (`lifeboat_tests::vendors`): each event through each channel with zero
-//! violations, the classification of refusals and failures, and "exactly one ticket per flip"
-//! while 30 % of requests fail — some after they took effect.
+//! Contract tests of the escalation channels (`docs/verdict.md`, "Flips and tickets") against local
+//! Jira, PagerDuty and webhook servers that validate every request against the vendors' published
+//! OpenAPI specs (`lifeboat_tests::vendors`): each event through each channel with zero violations,
+//! the classification of refusals and failures, and "exactly one ticket per flip" while 30 % of
+//! requests fail — some after they took effect.
 
 use std::time::{Duration, Instant};
 

@@ -1,4 +1,4 @@
-//! Several coordinators, one PostgreSQL (DESIGN.md §2, §8): real coordinator processes, a real
+//! Several coordinators, one PostgreSQL: real coordinator processes, a real
 //! PostgreSQL, simulated agents with the real session loop, and local Jira and PagerDuty servers
 //! that validate every request against the vendors' OpenAPI documents and fail 30% of them.
 //! Each flip is delivered once; a replica killed mid-run loses no run and no flip; SQLite

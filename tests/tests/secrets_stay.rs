@@ -1,4 +1,4 @@
-//! DESIGN.md §5.2: secrets never leave the environment. Canary secrets are planted in files the
+//! Secrets never leave the environment. Canary secrets are planted in files the
 //! agent scans, in its environment and in its declared credentials; a real agent process runs
 //! posture scans and a restore test whose check fails with an error quoting the canaries — its
 //! environment, files holding tokens and a database URL, and the agent's own private key — and

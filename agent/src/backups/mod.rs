@@ -1,6 +1,6 @@
-//! Backup sources and their recovery points (DESIGN.md §3): finds every backup in a `[[backup]]`
-//! source, dates it from the backup's own metadata, measures and fingerprints it, and picks the
-//! one a restore test uses.
+//! Backup sources and their recovery points (`docs/agent-config.md`): finds every backup in a
+//! `[[backup]]` source, dates it from the backup's own metadata, measures and fingerprints it,
+//! and picks the one a restore test uses.
 //!
 //! Discovery only reads: it never writes to a backup source (restic runs with `--no-lock`).
 //!

@@ -1,6 +1,6 @@
 //! Credentials: discovering secrets lying around (files, the agent's environment, CLI credential
 //! stores), knowing them only by fingerprint and redacted preview outside this module, and
-//! working out what each can destroy (DESIGN.md §3 "credential", "capability"; §5.2).
+//! working out what each can destroy (`docs/findings.md`: `credential.*`, `blast_radius.shared`).
 //!
 //! # Layout
 //!

@@ -1,5 +1,5 @@
-//! Credential discovery in files: a parallel walk of the `[scan]` paths (DESIGN.md §6) that
-//! hands every regular text file to the [rule set](super::rules).
+//! Credential discovery in files: a parallel walk of the `[scan]` paths (`docs/agent-config.md`)
+//! that hands every regular text file to the [rule set](super::rules).
 //!
 //! What is walked, and why:
 //!
@@ -14,7 +14,8 @@
 //!   [`ScanReport::problems`]. Neither stops the scan.
 //!
 //! A [`Sighting`] holds the secret and is therefore not `Serialize`; [`Sighting::public`] gives
-//! what may leave the agent (fingerprint and redacted preview, DESIGN.md §5.2).
+//! what may leave the agent (fingerprint and redacted preview: secrets never leave the
+//! environment).
 //!
 //! The scan is blocking and uses its own threads; async callers run it in `spawn_blocking`.
 
@@ -159,7 +160,7 @@ impl Sighting {
 /// A sighting without its secret: safe to serialize, log and send.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct PublicSighting {
-    /// The rule id (DESIGN.md §7 `scan` output `kind`).
+    /// The rule id (the `kind` of the `scan` output).
     pub kind: String,
     pub label: String,
     pub family: String,

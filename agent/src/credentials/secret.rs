@@ -1,6 +1,6 @@
 //! A secret value and the only two things about it that may leave the agent: a keyed
 //! fingerprint (BLAKE3 keyed with the agent's fingerprint key) and a redacted preview
-//! (`AKIA…WXYZ`), DESIGN.md §5.2.
+//! (`AKIA…WXYZ`): secrets never leave the environment.
 
 use std::fmt;
 use std::io::Write as _;

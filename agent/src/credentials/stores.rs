@@ -1,6 +1,6 @@
 //! Credential discovery outside the `[scan]` paths: the agent's own environment and the CLI
-//! credential stores in its user's home (DESIGN.md §3 "credential": "a CLI token in an
-//! unrelated file" is often the CLI's own store).
+//! credential stores in its user's home ("a CLI token in an unrelated file" is often the CLI's
+//! own store).
 //!
 //! | store | how |
 //! |---|---|

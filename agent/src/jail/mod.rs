@@ -1,4 +1,5 @@
-//! The restore jail: every process that reads backup content runs here (DESIGN.md §5.6).
+//! The restore jail: every process that reads backup content runs here (a backup is untrusted
+//! input).
 //!
 //! A backup is untrusted input. An attacker who can plant one (ransomware, an insider, a
 //! compromised bucket) controls what `pg_restore`, `psql`, the sandbox's PostgreSQL server, `tar`,

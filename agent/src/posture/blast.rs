@@ -1,4 +1,4 @@
-//! The blast radius (DESIGN.md §1 point 4): a graph credential → can destroy → asset or backup
+//! The blast radius (`docs/verdict.md`): a graph credential → can destroy → asset or backup
 //! source, and the two questions asked of it. Is a recovery point **safe** — not on the asset's
 //! volume or host, and no single credential can destroy both the asset and it? And is there one
 //! credential whose single bad call would leave no recovery point within the RPO

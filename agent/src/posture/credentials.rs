@@ -44,7 +44,7 @@ impl Seen {
     }
 }
 
-/// What may be shown of a credential: the `scan` output (DESIGN.md §7) and the evidence of
+/// What may be shown of a credential: the `scan` output and the evidence of
 /// findings. It never holds the value.
 #[derive(Debug, Clone, Serialize)]
 pub struct PublicCredential {
@@ -59,7 +59,7 @@ pub struct PublicCredential {
     pub name: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub purpose: Option<String>,
-    /// First place it was found (DESIGN.md §7 `path`, `line`).
+    /// First place it was found (`path`, `line` in the `scan` output).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub path: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]

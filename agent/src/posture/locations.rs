@@ -1,7 +1,7 @@
-//! Where assets and backups live (DESIGN.md §3 "location"): what the agent can find out by
-//! itself — the device and mount of a local path, the PostgreSQL data directory when the agent
-//! runs beside the server, the host of a URL, the bucket of an object-store URL — merged with
-//! what the config declares, and the comparison that says two of them share a fate.
+//! Where assets and backups live (`location`, `docs/agent-config.md`): what the agent can find out
+//! by itself — the device and mount of a local path, the PostgreSQL data directory when the agent
+//! runs beside the server, the host of a URL, the bucket of an object-store URL — merged with what
+//! the config declares, and the comparison that says two of them share a fate.
 //!
 //! Declared fields win (a path may be an NFS mount of another host; only the operator knows);
 //! detected ones fill the gaps. Two places share a **volume** when their declared volumes are
@@ -105,7 +105,7 @@ pub enum Shared {
 }
 
 impl Shared {
-    /// The severity of `backup.co_located` for this domain (DESIGN.md §4).
+    /// The severity of `backup.co_located` for this domain (`docs/findings.md`).
     pub fn severity(self) -> Severity {
         match self {
             Self::Volume | Self::Host => Severity::Critical,

@@ -1,7 +1,7 @@
-//! Recovery posture: the silent failures no backup job reports (DESIGN.md §1 point 4, §4). Where
-//! the asset and each backup source live and which failure domains they share; which
-//! credentials lie around and what each can destroy; whether a recovery point is outside the
-//! asset's blast radius; what changed since the last scan.
+//! Recovery posture: the silent failures no backup job reports (`docs/verdict.md`,
+//! `docs/findings.md`). Where the asset and each backup source live and which failure domains they
+//! share; which credentials lie around and what each can destroy; whether a recovery point is
+//! outside the asset's blast radius; what changed since the last scan.
 //!
 //! A posture scan restores nothing and is cheap: the daemon runs one every `[scan] interval`,
 //! and every restore test starts with one so that it can prefer a safe recovery point.

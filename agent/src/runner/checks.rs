@@ -1,5 +1,5 @@
-//! The business checks an operator declares (`[[test.check]]`, DESIGN.md §6), run against a
-//! restored sandbox: `sql`, `row_counts` (against production, read-only), `schema` (restored vs
+//! The business checks an operator declares (`[[test.check]]`, `docs/agent-config.md`), run against
+//! a restored sandbox: `sql`, `row_counts` (against production, read-only), `schema` (restored vs
 //! production: the differences are drift), `transaction`, `command`, `service` + `http`, and
 //! `integrity` (`pg_amcheck`, `PRAGMA integrity_check`, `restic check`).
 //!

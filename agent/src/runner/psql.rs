@@ -3,8 +3,8 @@
 //!
 //! `psql -X -At` prints any result type as text (booleans, bigints, numerics, timestamps), which
 //! is what a check compares. Every connection to production goes through [`Connection::production`],
-//! which sets `default_transaction_read_only=on` for the session (DESIGN.md §5.1): a statement that
-//! would write fails in PostgreSQL itself.
+//! which sets `default_transaction_read_only=on` for the session (Lifeboat never destroys what it
+//! protects): a statement that would write fails in PostgreSQL itself.
 //!
 //! No password is ever on a command line: a production URL's password is taken out of it and
 //! handed to `psql` as `PGPASSWORD`, and a sandbox is reached through libpq's environment.

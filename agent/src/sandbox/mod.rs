@@ -1,4 +1,5 @@
-//! Throw-away sandboxes that restores go into, with guaranteed cleanup (DESIGN.md §5.1).
+//! Throw-away sandboxes that restores go into, with guaranteed cleanup (Lifeboat never destroys
+//! what it protects: restores go only into sandboxes the agent created for that run).
 //!
 //! # Only sandboxes this run created
 //!

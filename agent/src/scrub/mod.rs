@@ -1,7 +1,7 @@
-//! The second wall around secrets (DESIGN.md §5.2): whatever leaves the agent — results with
-//! their findings, evidence and detail, the inventory, the Hello, progress messages, log lines,
-//! and the output of `check` and `scan` — goes through one [`Scrubber`] first, so a secret that
-//! got into a message (a hostile backup's error quoting a key file, a tool echoing its
+//! The second wall around secrets (they never leave the environment): whatever leaves the agent —
+//! results with their findings, evidence and detail, the inventory, the Hello, progress messages,
+//! log lines, and the output of `check` and `scan` — goes through one [`Scrubber`] first, so a
+//! secret that got into a message (a hostile backup's error quoting a key file, a tool echoing its
 //! environment) still does not leave.
 //!
 //! One pass over the original text finds:

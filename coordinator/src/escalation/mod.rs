@@ -1,6 +1,6 @@
 //! Escalation: a flip of a verdict (or an alert about Lifeboat itself) becomes a message to the
 //! channels its route names — a Jira Cloud issue, a PagerDuty incident, a signed webhook — and
-//! nothing at all while no verdict flips (DESIGN.md §8).
+//! nothing at all while no verdict flips (`docs/verdict.md`, "Flips and tickets").
 //!
 //! Messages are rows of the `outbox` table, written in the same transaction as the flip that
 //! caused them; a worker claims them one at a time (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so

@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::resources::Resource;
 use crate::store::AssetKey;
 
-/// Default test interval and RPO when an inventory does not say (DESIGN.md §1).
+/// Default test interval and RPO when an inventory does not say (`docs/verdict.md`).
 const DEFAULT_INTERVAL_SECONDS: i64 = 24 * 3600;
 
 /// One backup source of an asset.

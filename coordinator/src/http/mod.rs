@@ -1,4 +1,4 @@
-//! The coordinator's HTTP surfaces (DESIGN.md §8 "HTTP"), served by axum on `http_listen`:
+//! The coordinator's HTTP surfaces, served by axum on `http_listen`:
 //!
 //! - `/api/v1/*`: the JSON API for operators, behind bearer tokens ([`auth`]).
 //! - `/` and `/assets/{environment}/{asset}`: the status page, server-rendered HTML with inline

@@ -1,7 +1,7 @@
 //! Verdicts over time and what they set in motion: the current verdict of every asset, every
 //! flip with its reasons, and the outbox of messages each flip (or alert) must deliver — written
 //! in one transaction, so a flip is never stored without its messages nor messages without
-//! their flip (DESIGN.md §5.4).
+//! their flip (nothing is lost; `docs/verdict.md`, "Flips and tickets").
 //!
 //! Deciding a verdict is serialised per asset: PostgreSQL takes a transaction-scoped advisory
 //! lock on the asset (several coordinators may decide at once), SQLite's `BEGIN IMMEDIATE`

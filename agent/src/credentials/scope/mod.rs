@@ -1,4 +1,4 @@
-//! What a credential can do, as capabilities on location selectors (DESIGN.md §3), and the
+//! What a credential can do, as capabilities on location selectors, and the
 //! analysers that work them out per credential kind.
 //!
 //! A [`Capability`] says "this credential can `destroy` / `overwrite` / `read` whatever matches
